@@ -1,0 +1,35 @@
+# The two commands of the README: `make cookbook` (all notebooks, tiny mode, offline) and `make test`.
+# Both create .venv and install the pinned stack on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: cookbook test test-latest clean-notebooks data-samples
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+cookbook: $(STAMP)  ## run every notebook offline in tiny mode; executed copies land in runs/executed/
+	COOKBOOK_TINY=1 $(PY) tools/run_cookbook.py
+
+test: $(STAMP)  ## unit tests + every notebook through nbval (tiny mode, no network)
+	$(PY) -m pytest
+
+# Not in CI: the same suite against the newest trl/transformers/peft/datasets, to see what drifted.
+test-latest: $(STAMP)
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet -r requirements.txt
+	.venv-latest/bin/python -m pip install --quiet --upgrade trl transformers peft datasets
+	.venv-latest/bin/python -m pip install --quiet --no-deps -e .
+	.venv-latest/bin/python -m pip list 2>/dev/null | grep -iE '^(trl|transformers|peft|datasets) '
+	.venv-latest/bin/python -m pytest -p no:randomly -rfE || (echo "drift: see failures above (pinned: requirements.txt)"; exit 1)
+
+clean-notebooks: $(STAMP)  ## strip execution counts, metadata noise and unchecked outputs
+	$(PY) tools/clean_notebooks.py notebooks/*.ipynb
+
+data-samples: $(STAMP)  ## regenerate data_samples/ from its seed
+	$(PY) data_samples/generate.py

@@ -1,0 +1,87 @@
+"""Image hygiene (any PIL mode to bounded RGB) and image-token arithmetic for Qwen2-VL and Idefics2."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+# Hub defaults of Qwen2-VL-*-Instruct (preprocessor_config.json).
+QWEN2VL_MIN_PIXELS = 3136
+QWEN2VL_MAX_PIXELS = 12_845_056
+QWEN2VL_FACTOR = 28  # patch_size 14 x merge_size 2: one <|image_pad|> token per 28x28 pixels
+MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor refuses more elongated images
+MAX_SIDE = 2048  # our bound on the longer side before any processor sees the image
+
+
+def qwen2vl_resized_size(height: int, width: int, min_pixels: int = QWEN2VL_MIN_PIXELS,
+                         max_pixels: int = QWEN2VL_MAX_PIXELS) -> tuple[int, int]:
+    """Return the (height, width) Qwen2-VL's processor resizes an image to: multiples of 28 within the pixel bounds."""
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds {MAX_ASPECT_RATIO}")
+    f = QWEN2VL_FACTOR
+    h, w = round(height / f) * f, round(width / f) * f  # round() as in Python: halves go to even
+    if h * w > max_pixels:
+        scale = math.sqrt(height * width / max_pixels)
+        h, w = max(f, math.floor(height / scale / f) * f), max(f, math.floor(width / scale / f) * f)
+    elif h * w < min_pixels:
+        scale = math.sqrt(min_pixels / (height * width))
+        h, w = math.ceil(height * scale / f) * f, math.ceil(width * scale / f) * f
+    return h, w
+
+
+def qwen2vl_image_tokens(height: int, width: int, min_pixels: int = QWEN2VL_MIN_PIXELS,
+                         max_pixels: int = QWEN2VL_MAX_PIXELS) -> int:
+    """Return the number of <|image_pad|> tokens Qwen2-VL's processor emits for one image of this size."""
+    h, w = qwen2vl_resized_size(height, width, min_pixels, max_pixels)
+    return (h // QWEN2VL_FACTOR) * (w // QWEN2VL_FACTOR)
+
+
+def idefics2_image_tokens(do_image_splitting: bool, image_seq_len: int = 64) -> int:
+    """Return the number of <image> tokens Idefics2 emits per image: 64, or 5 crops x 64 with splitting."""
+    return image_seq_len * (5 if do_image_splitting else 1)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB; transparency goes onto white, 16-bit and float images are rescaled."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(image, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+        return Image.fromarray(a.round().astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def bound_size(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
+    """Downscale so the longer side is at most `max_side` (aspect kept); smaller images are left alone."""
+    w, h = image.size
+    if max(w, h) <= max_side:
+        return image
+    scale = max_side / max(w, h)
+    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
+
+
+def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
+    """RGB, bounded in size, and not too elongated for the processors; raises ValueError otherwise."""
+    w, h = image.size
+    if min(w, h) < 1 or max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+        raise ValueError(f"unusable image size {w}x{h}")
+    return bound_size(to_rgb(image), max_side)
+
+
+# Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
+CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
+
+
+def qwen2vl_size_kwargs(max_pixels: int = CHARTQA_MAX_PIXELS, min_pixels: int = QWEN2VL_MIN_PIXELS) -> dict:
+    """`AutoProcessor.from_pretrained(..., **kwargs)` arguments capping Qwen2-VL's image tokens (transformers 5 form)."""
+    return {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}

@@ -1,0 +1,122 @@
+"""Formatters produce TRL's formats; bad rows are reported by index and reason, never passed on silently."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from datasets import Dataset, Features, Image, List, Value, load_dataset
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image as PILImage
+from transformers import AutoProcessor
+from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+from helpers import tiny
+from helpers.data import (CHARTQA_SYSTEM, check_columns, find_bad_rows, format_chartqa, format_dataset,
+                          format_product_description, format_rlaif_v)
+
+
+def _png(size=(64, 48), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    PILImage.new(mode, size, 128 if mode in ("L", "P", "1") else None).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _chartqa_rows():
+    good = {"bytes": _png(), "path": None}
+    rows = [
+        (good, "What is the value for 2019?", ["42"]),
+        (None, "What is the value?", ["1"]),                          # 1: missing image
+        ({"bytes": b"not a png", "path": None}, "Q?", ["1"]),         # 2: undecodable
+        (good, "   ", ["1"]),                                         # 3: empty question
+        (good, "Q?", []),                                             # 4: no label
+        (good, "Q?", [""]),                                           # 5: empty label
+        ({"bytes": _png((3000, 10)), "path": None}, "Q?", ["1"]),     # 6: too elongated for the processors
+        ({"bytes": _png(mode="LA"), "path": None}, "Grey?", ["Yes"]),  # repairable: mode conversion
+    ]
+    features = Features({"image": Image(), "query": Value("string"), "label": List(Value("string"))})
+    return Dataset.from_dict({"image": [r[0] for r in rows], "query": [r[1] for r in rows],
+                              "label": [r[2] for r in rows]}, features=features)
+
+
+def test_bad_chartqa_rows_are_reported_by_index_and_reason():
+    bad = find_bad_rows(_chartqa_rows(), "chartqa")
+    assert [i for i, _ in bad] == [1, 2, 3, 4, 5, 6]
+    reasons = dict(bad)
+    assert reasons[1] == "missing image" and reasons[2].startswith("undecodable image")
+    assert reasons[3] == "empty query" and reasons[4] == reasons[5] == "empty label"
+    assert "unusable image size" in reasons[6]
+
+
+def test_format_dataset_drops_bad_rows_and_repairs_modes():
+    formatted, bad = format_dataset(_chartqa_rows(), "chartqa")
+    assert len(formatted) == 2 and len(bad) == 6
+    assert all(img.mode == "RGB" for row in formatted["images"] for img in row)
+    assert formatted.column_names == ["images", "prompt", "completion"]
+
+
+def test_missing_column_raises_naming_it():
+    ds = Dataset.from_dict({"image": [None], "question": ["q"]})
+    with pytest.raises(KeyError, match=r"\['query', 'label'\]"):
+        check_columns(ds, "chartqa")
+
+
+def test_rlaif_v_rejects_identical_or_empty_answers():
+    img = PILImage.new("RGB", (32, 32))
+    row = {"image": img, "question": "Describe.", "chosen": "A red ball.", "rejected": "A red ball."}
+    with pytest.raises(ValueError, match="chosen == rejected"):
+        format_rlaif_v(row)
+    with pytest.raises(ValueError, match="empty rejected"):
+        format_rlaif_v({**row, "rejected": ""})
+
+
+def test_chartqa_row_is_prompt_completion_with_the_first_label():
+    row = format_chartqa({"image": PILImage.new("P", (80, 60)), "query": " What is it? ", "label": ["7", "seven"]})
+    assert row["prompt"][0] == {"role": "system", "content": [{"type": "text", "text": CHARTQA_SYSTEM}]}
+    assert row["prompt"][1]["content"] == [{"type": "image"}, {"type": "text", "text": "What is it?"}]
+    assert row["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": "7"}]}]
+    assert row["images"][0].mode == "RGB"
+
+
+def test_product_prompt_carries_name_category_and_image():
+    row = format_product_description({"image": PILImage.new("RGB", (50, 50)), "Product Name": "Red Mug",
+                                      "Category": "Kitchen", "description": "A mug."})
+    assert row["prompt"][1]["content"][1]["text"] == "Product: Red Mug\nCategory: Kitchen"
+    assert row["completion"][0]["content"][0]["text"] == "A mug."
+
+
+odd_text = st.one_of(st.none(), st.integers(), st.text(max_size=40))
+odd_image = st.one_of(
+    st.none(), st.binary(max_size=64).map(lambda b: {"bytes": b, "path": None}),
+    st.tuples(st.integers(1, 400), st.integers(1, 400),
+              st.sampled_from(["1", "L", "LA", "P", "RGBA", "CMYK", "I;16", "RGB"])).map(
+        lambda t: PILImage.new(t[2], (t[0], t[1]))))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image=odd_image, a=odd_text, b=odd_text, c=odd_text)
+def test_formatters_either_give_valid_rows_or_raise_value_error(image, a, b, c):
+    cases = [(format_chartqa, {"image": image, "query": a, "label": [b]}),
+             (format_rlaif_v, {"image": image, "question": a, "chosen": b, "rejected": c}),
+             (format_product_description, {"image": image, "Product Name": a, "Category": b, "description": c})]
+    for formatter, row in cases:
+        try:
+            out = formatter(row)
+        except ValueError:
+            continue
+        assert [im.mode for im in out["images"]] == ["RGB"]
+        texts = [part["text"] for turn in out["prompt"] + out.get("completion", out.get("chosen", []))
+                 for part in turn["content"] if part["type"] == "text"]
+        assert all(isinstance(t, str) and t and t == t.strip() for t in texts)
+
+
+def test_trl_collator_supervises_only_the_answer():
+    data = load_dataset(tiny.resolve("HuggingFaceM4/ChartQA"), split="train").select(range(4))
+    formatted, _ = format_dataset(data, "chartqa")
+    processor = AutoProcessor.from_pretrained(tiny.resolve("Qwen/Qwen2-VL-7B-Instruct"),
+                                              size={"shortest_edge": 3136, "longest_edge": 128 * 784})
+    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)(list(formatted))
+    for ids, labels, row in zip(batch["input_ids"], batch["labels"], formatted):
+        supervised = processor.decode(ids[labels != -100])
+        assert supervised == row["completion"][0]["content"][0]["text"] + "<|im_end|>\n"

@@ -1,0 +1,88 @@
+"""Image-token arithmetic agrees with the real processor; every PIL mode becomes bounded RGB."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from transformers import AutoProcessor
+
+from helpers import tiny
+from helpers.vision import (MAX_SIDE, idefics2_image_tokens, prepare_image, qwen2vl_image_tokens,
+                            qwen2vl_resized_size, to_rgb)
+
+SIZES = [(600, 800), (1080, 1920), (28, 28), (27, 27), (10, 10), (1, 5), (14, 42), (56, 56), (55, 57),
+         (20, 3000), (3000, 20), (50, 9999), (4096, 4096), (5000, 3000), (300, 301), (42, 70), (70, 42)]
+CAPS = [dict(), dict(max_pixels=256 * 28 * 28), dict(max_pixels=1024 * 28 * 28, min_pixels=64 * 28 * 28)]
+
+
+@pytest.fixture(scope="module")
+def image_processor():
+    return AutoProcessor.from_pretrained(tiny.resolve("Qwen/Qwen2-VL-7B-Instruct")).image_processor
+
+
+def _processor_tokens(image_processor, height, width, **caps):
+    size = {"shortest_edge": caps.get("min_pixels", 3136), "longest_edge": caps.get("max_pixels", 12_845_056)}
+    out = image_processor(images=[Image.new("RGB", (width, height))], size=size, return_tensors="pt")
+    return int(out["image_grid_thw"].prod()) // image_processor.merge_size ** 2
+
+
+@pytest.mark.parametrize("caps", CAPS)
+@pytest.mark.parametrize("height, width", SIZES)
+def test_qwen2vl_image_tokens_match_the_processor(image_processor, height, width, caps):
+    assert qwen2vl_image_tokens(height, width, **caps) == _processor_tokens(image_processor, height, width, **caps)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3000), st.integers(1, 3000))
+def test_qwen2vl_image_tokens_match_the_processor_anywhere(image_processor, height, width):
+    if max(height, width) / min(height, width) > 200:
+        with pytest.raises(ValueError):
+            qwen2vl_image_tokens(height, width)
+        return
+    assert qwen2vl_image_tokens(height, width) == _processor_tokens(image_processor, height, width)
+
+
+def test_qwen2vl_known_values_and_bounds():
+    assert qwen2vl_image_tokens(600, 800) == 609  # a ChartQA-sized chart
+    assert qwen2vl_image_tokens(1080, 1920) == 2691
+    assert qwen2vl_image_tokens(20000, 20000) <= 12_845_056 // 784 == 16384
+    h, w = qwen2vl_resized_size(600, 800, max_pixels=256 * 784)
+    assert h % 28 == w % 28 == 0 and h * w <= 256 * 784
+
+
+def test_idefics2_tokens_without_and_with_splitting():
+    assert (idefics2_image_tokens(False), idefics2_image_tokens(True)) == (64, 320)
+
+
+def _image(mode: str) -> Image.Image:
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65535, (20, 30), dtype=np.uint16))
+    base = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    return base.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "RGB", "YCbCr"])
+def test_every_mode_becomes_rgb_of_the_same_size(mode):
+    out = to_rgb(_image(mode))
+    assert out.mode == "RGB" and out.size == (30, 20)
+
+
+def test_sixteen_bit_images_keep_their_contrast():
+    out = np.asarray(to_rgb(_image("I;16")))
+    assert out.min() == 0 and out.max() == 255  # a plain convert("RGB") clips 16-bit data to white
+
+
+def test_transparent_pixels_become_white():
+    img = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert to_rgb(img).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_prepare_image_bounds_size_and_rejects_slivers():
+    assert max(prepare_image(Image.new("RGB", (5000, 2500))).size) == MAX_SIDE
+    assert prepare_image(Image.new("RGB", (10, 10))).size == (10, 10)
+    with pytest.raises(ValueError):
+        prepare_image(Image.new("RGB", (5000, 10)))

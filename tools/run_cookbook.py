@@ -1,0 +1,40 @@
+"""Execute every notebook in tiny mode into runs/executed/ and print a one-line summary per notebook."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    """Run notebooks/NN_*.ipynb in order; return 1 if any failed."""
+    os.environ.setdefault("COOKBOOK_TINY", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    out_dir = ROOT / "runs" / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    print(f"tiny mode (COOKBOOK_TINY={os.environ['COOKBOOK_TINY']}); executed notebooks -> {out_dir.relative_to(ROOT)}/")
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        start = time.perf_counter()
+        status = "ok"
+        try:
+            NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+        except Exception as err:  # report and carry on with the next notebook
+            status, failed = f"FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}", failed + 1
+        nbformat.write(nb, out_dir / path.name)
+        print(f"  {path.name:<40} {time.perf_counter() - start:6.1f} s  {status}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
