@@ -145,3 +145,14 @@ def test_network_is_blocked():
         socket.create_connection(("huggingface.co", 443), timeout=1)
     with pytest.raises(netguard.NetworkBlocked):
         socket.socket().connect(("1.1.1.1", 443))
+
+
+def test_network_is_blocked_inside_notebook_kernels_too():
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import socket\ntry:\n    socket.create_connection(('huggingface.co', 443), timeout=1)\n"
+        "except Exception as err:\n    print(type(err).__name__)")])
+    NotebookClient(nb, kernel_name="python3", timeout=60).execute()
+    assert nb.cells[0].outputs[0].text.strip() == "NetworkBlocked"
