@@ -1,0 +1,61 @@
+"""ChartQA relaxed accuracy and AMBER-style yes/no hallucination metrics."""
+
+from __future__ import annotations
+
+import re
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _to_float(text: str) -> float | None:
+    """Parse a number as ChartQA does: a trailing '%' divides by 100; anything else non-numeric gives None."""
+    text = text.strip()
+    try:
+        if text.endswith("%"):
+            return float(text[:-1].strip()) / 100.0
+        return float(text) if _NUMBER.fullmatch(text) else None
+    except ValueError:
+        return None
+
+
+def relaxed_correctness(prediction: str, target: str, max_relative_change: float = 0.05) -> bool:
+    """ChartQA / Pix2Struct: within 5% of the gold number (relative to the gold), else case-insensitive exact match."""
+    pred, gold = _to_float(prediction), _to_float(target)
+    if pred is not None and gold is not None:
+        if gold == 0:
+            return pred == 0
+        return abs(pred - gold) / abs(gold) <= max_relative_change
+    return prediction.strip().lower() == target.strip().lower()
+
+
+def relaxed_accuracy(predictions: list[str], labels: list[list[str]]) -> float:
+    """Mean relaxed correctness over questions; with several gold labels the best one counts."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} label lists")
+    if not predictions:
+        raise ValueError("no predictions")
+    hits = [any(relaxed_correctness(p, g) for g in golds) for p, golds in zip(predictions, labels)]
+    return sum(hits) / len(hits)
+
+
+def normalize_yes_no(answer: str) -> str | None:
+    """'Yes.', 'NO, there is not' -> 'yes' / 'no' from the first word; anything else -> None."""
+    words = re.findall(r"[a-z]+", answer.lower())
+    return words[0] if words and words[0] in ("yes", "no") else None
+
+
+def yes_no_metrics(predictions: list[str], truths: list[str]) -> dict[str, float]:
+    """AMBER discriminative metrics with 'no' as the positive class; a non-yes/no answer is wrong and not 'no'."""
+    if len(predictions) != len(truths) or not truths:
+        raise ValueError(f"{len(predictions)} predictions for {len(truths)} truths")
+    preds = [normalize_yes_no(p) for p in predictions]
+    gold = [t.strip().lower() for t in truths]
+    if set(gold) - {"yes", "no"}:
+        raise ValueError(f"truths must be yes/no, got {sorted(set(gold) - {'yes', 'no'})}")
+    tp = sum(p == "no" and g == "no" for p, g in zip(preds, gold))
+    answered_no, gold_no = preds.count("no"), gold.count("no")
+    precision = tp / answered_no if answered_no else 0.0
+    recall = tp / gold_no if gold_no else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    accuracy = sum(p == g for p, g in zip(preds, gold)) / len(gold)
+    return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1}
