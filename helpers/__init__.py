@@ -1,0 +1,1 @@
+"""Helpers shared by the vlm-cookbook notebooks; each module is one concern (see README)."""

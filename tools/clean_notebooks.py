@@ -6,11 +6,11 @@ Usage: python tools/clean_notebooks.py [--execute] notebooks/*.ipynb
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import nbformat
+from run_cookbook import execute
 
 CHECK = "# NBVAL_CHECK_OUTPUT"
 NOTEBOOK_METADATA = {
@@ -19,6 +19,18 @@ NOTEBOOK_METADATA = {
     "accelerator": "GPU",
     "colab": {"gpuType": "A100", "provenance": []},
 }
+
+
+def merge_streams(outputs: list) -> list:
+    """Join consecutive stream outputs of the same name: how the kernel chunks them depends on timing."""
+    merged: list = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if out.output_type == "stream" and last is not None and last.output_type == "stream" and last.name == out.name:
+            last.text += out.text
+        else:
+            merged.append(out)
+    return merged
 
 
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -33,19 +45,11 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.execution_count = None
         if CHECK not in cell.source:
             cell.outputs = []
+        cell.outputs = merge_streams(cell.outputs)
         for out in cell.outputs:
             if out.output_type == "execute_result":
                 out.execution_count = None
     return nb
-
-
-def execute(nb: nbformat.NotebookNode, path: Path) -> None:
-    """Run `nb` in tiny mode, offline."""
-    from nbclient import NotebookClient
-
-    for key, value in {"COOKBOOK_TINY": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg"}.items():
-        os.environ[key] = value
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
 
 
 def main(argv: list[str]) -> None:

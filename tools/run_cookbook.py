@@ -11,14 +11,18 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
+TINY_ENV = {"COOKBOOK_TINY": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+
+
+def execute(nb: nbformat.NotebookNode, path: Path) -> None:
+    """Run `nb` in place, in tiny mode and offline, with the notebook's folder as working directory."""
+    for key, value in TINY_ENV.items():
+        os.environ.setdefault(key, value)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
 
 
 def main() -> int:
     """Run notebooks/NN_*.ipynb in order; return 1 if any failed."""
-    os.environ.setdefault("COOKBOOK_TINY", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     out_dir = ROOT / "runs" / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -28,7 +32,7 @@ def main() -> int:
         start = time.perf_counter()
         status = "ok"
         try:
-            NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+            execute(nb, path)
         except Exception as err:  # report and carry on with the next notebook
             status, failed = f"FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}", failed + 1
         nbformat.write(nb, out_dir / path.name)
