@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 from datasets import Dataset
@@ -42,11 +43,12 @@ def _clean(value: Any, field: str) -> str:
 def _image(example: dict[str, Any]) -> Image.Image:
     """The row's image as bounded RGB; raises ValueError when missing or undecodable."""
     image = example.get("image")
-    if isinstance(image, dict):  # undecoded {"bytes", "path"}
-        if not image.get("bytes"):
+    if isinstance(image, dict):  # undecoded {"bytes", "path"}: bytes from parquet, a path from local image files
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") else image.get("path")
+        if not source or (isinstance(source, str) and not os.path.exists(source)):
             raise ValueError("missing image")
         try:
-            image = Image.open(io.BytesIO(image["bytes"]))
+            image = Image.open(source)
             image.load()
         except Exception as err:  # PIL raises many types for corrupt data
             raise ValueError(f"undecodable image ({type(err).__name__})") from None

@@ -120,3 +120,12 @@ def test_trl_collator_supervises_only_the_answer():
     for ids, labels, row in zip(batch["input_ids"], batch["labels"], formatted):
         supervised = processor.decode(ids[labels != -100])
         assert supervised == row["completion"][0]["content"][0]["text"] + "<|im_end|>\n"
+
+
+def test_undecoded_images_stored_by_path_are_read_not_reported_missing(tmp_path):
+    path = tmp_path / "chart.png"
+    PILImage.new("LA", (64, 48)).save(path)
+    row = format_chartqa({"image": {"bytes": None, "path": str(path)}, "query": "Q?", "label": ["1"]})
+    assert row["images"][0].mode == "RGB" and row["images"][0].size == (64, 48)
+    with pytest.raises(ValueError, match="missing image"):
+        format_chartqa({"image": {"bytes": None, "path": str(tmp_path / "gone.png")}, "query": "Q?", "label": ["1"]})
