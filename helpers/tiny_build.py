@@ -43,6 +43,11 @@ def _reference(name: str) -> dict:
     return json.loads((CONFIG_DIR / name).read_text())
 
 
+def _processor_kwargs(name: str) -> dict:
+    """A shipped preprocessor config as constructor arguments (without its class-name fields)."""
+    return {k: v for k, v in _reference(name).items() if k not in ("image_processor_type", "processor_class")}
+
+
 def corpus() -> list[str]:
     """Every string in the shipped data samples, in a fixed order, for tokenizer training."""
     texts = list(EXTRA_TEXT)
@@ -75,10 +80,8 @@ def build_qwen2_vl(out: Path) -> None:
     specials = [t for t, _ in sorted(added.items(), key=lambda kv: kv[1]) if t != "<|endoftext|>"]
     tok = Qwen2Tokenizer().train_new_from_iterator([corpus()], vocab_size=VOCAB_SIZE, new_special_tokens=specials)
     tok.eos_token = "<|im_end|>"
-    image_kwargs = {k: v for k, v in _reference("qwen2-vl-instruct.preprocessor_config.json").items()
-                    if k not in ("image_processor_type", "processor_class")}
     processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**image_kwargs),
+        image_processor=Qwen2VLImageProcessor(**_processor_kwargs("qwen2-vl-instruct.preprocessor_config.json")),
         video_processor=Qwen2VLVideoProcessor(),
         tokenizer=tok,
         chat_template=_reference("qwen2-vl-instruct.chat_template.json")["chat_template"],
@@ -105,10 +108,9 @@ def build_idefics2(out: Path) -> None:
     specials = list(_reference("idefics2-8b.added_tokens.json"))
     trained = LlamaTokenizer().train_new_from_iterator([corpus()], vocab_size=VOCAB_SIZE)
     tok = _llama_with_byte_fallback(trained, specials)
-    image_kwargs = {k: v for k, v in _reference("idefics2-8b.preprocessor_config.json").items()
-                    if k not in ("image_processor_type", "processor_class")}
     proc_cfg = _reference("idefics2-8b.processor_config.json")
-    processor = Idefics2Processor(image_processor=Idefics2ImageProcessor(**image_kwargs), tokenizer=tok,
+    image_processor = Idefics2ImageProcessor(**_processor_kwargs("idefics2-8b.preprocessor_config.json"))
+    processor = Idefics2Processor(image_processor=image_processor, tokenizer=tok,
                                   image_seq_len=proc_cfg["image_seq_len"], chat_template=proc_cfg["chat_template"])
     eou = tok.convert_tokens_to_ids("<end_of_utterance>")
     config = Idefics2Config(
