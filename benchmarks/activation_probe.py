@@ -16,7 +16,8 @@ from transformers.models.mistral.modeling_mistral import MistralDecoderLayer
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer, Qwen2VLVisionBlock
 
 from helpers.activations import measure_layer
-from helpers.memory import LORA_KINDS, load_config
+from helpers.budget import LORA_KINDS, layer_width
+from helpers.memory import load_config
 
 RESULTS = "benchmarks/results/activation-probe-cpu.json"
 
@@ -24,6 +25,8 @@ RESULTS = "benchmarks/results/activation-probe-cpu.json"
 def layers() -> dict[str, torch.nn.Module]:
     """One meta-device layer of each stack of the real Qwen2-VL-7B and idefics2-8b configs."""
     q, i = load_config("Qwen/Qwen2-VL-7B-Instruct"), load_config("HuggingFaceM4/idefics2-8b")
+    for cfg in (q.text_config, q.vision_config, i.text_config, i.vision_config):
+        cfg._attn_implementation = "sdpa"  # what from_pretrained picks by default; standalone layers see None
     with torch.device("meta"):
         return {"Qwen2VLDecoderLayer": Qwen2VLDecoderLayer(q.text_config, 0),
                 "Qwen2VLVisionBlock": Qwen2VLVisionBlock(q.vision_config),
@@ -35,13 +38,16 @@ def main() -> None:
     """Probe every (layer, training kind) pair and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--kinds", nargs="*", help="only these training kinds (frozen, qv, all-linear, full)")
     args = parser.parse_args()
     table, start = {}, time.time()
     for name, layer in layers().items():
         for kind, targets in LORA_KINDS[name].items():
+            if args.kinds and kind not in args.kinds:
+                continue
             frozen = kind == "frozen"
             a = measure_layer(layer, targets, tokens=args.tokens, trainable=kind == "full", input_grad=not frozen)
-            table[f"{name}/{kind}"] = (round(a.saved), round(a.peak))
+            table[f"{name}/{kind}@{layer_width(layer)}"] = (round(a.saved), round(a.peak))
             print(f"{name:22} {kind:8} saved {a.saved:9.0f} B/token  peak {a.peak:9.0f} B/token  "
                   f"({time.time() - start:.0f} s)", flush=True)
     meta = {"torch": torch.__version__, "tokens": args.tokens, "table": table}

@@ -94,6 +94,6 @@ def measure_layer(layer: nn.Module, lora_targets: tuple[str, ...] = (), r: int =
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             layer(*args, **kwargs)
-    grads = sum(p.numel() * 4 for p in layer.parameters() if p.requires_grad)  # fp32 upper bound, not activations
+    grads = sum(p.numel() * p.element_size() for p in layer.parameters() if p.requires_grad)  # not activations
     peak = _cpu_peak(step) - (grads if trainable else 0)
     return LayerActivations(saved=sum(seen.values()) / tokens, peak=peak / tokens)

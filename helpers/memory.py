@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConfig
 
 from helpers.tiny import CONFIG_DIR
-from helpers.vision import CHARTQA_MAX_PIXELS, qwen2vl_image_tokens
 
 GIB = 2**30
 # The real hub configs ship in data_samples/configs, so budgets are the same offline and on Colab.
@@ -22,25 +20,6 @@ SHIPPED_CONFIGS = {
     "Qwen/Qwen2-VL-2B-Instruct": "qwen2-vl-2b-instruct.config.json",
     "HuggingFaceM4/idefics2-8b": "idefics2-8b.config.json",
 }
-_ALL_TEXT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# The LoRA targets inside one layer of each stack, per kind of training the recipes use.
-LORA_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "Qwen2VLDecoderLayer": {"qv": ("q_proj", "v_proj"), "all-linear": _ALL_TEXT, "full": ()},
-    "MistralDecoderLayer": {"qv": ("q_proj", "v_proj"), "all-linear": _ALL_TEXT, "full": ()},
-    "Qwen2VLVisionBlock": {"frozen": (), "all-linear": ("qkv", "proj", "fc1", "fc2"), "full": ()},
-    "Idefics2EncoderLayer": {"frozen": (), "all-linear": ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
-                             "full": ()},
-}
-# (saved, peak) bytes per token of one layer, bf16 autocast, LoRA r=8 in fp32, SDPA attention. Measured at the
-# real widths by benchmarks/activation_probe.py (torch 2.14.1, transformers 5.23.0, peft 0.21.2, CPU, 64 tokens).
-LAYER_ACTIVATIONS: dict[str, tuple[int, int]] = {}
-# model_type -> the layer stacks (path, modality) whose activations scale with tokens.
-STACKS = {
-    "qwen2_vl": (("model.visual.blocks", "vision"), ("model.language_model.layers", "text")),
-    "idefics2": (("model.vision_model.encoder.layers", "vision"), ("model.text_model.layers", "text")),
-}
-CUDA_CONTEXT = GIB // 2  # assumption: CUDA context + cuBLAS workspace, outside torch.cuda.max_memory_allocated
-LOGIT_COPIES = 3  # fp32 logits of a scored token alive at once in TRL's fused LM head: logits, softmax, gradient
 
 
 def load_config(config: str | Path | PretrainedConfig) -> PretrainedConfig:
@@ -123,3 +102,4 @@ def model_bytes(model: nn.Module) -> int:
                 tensors += [state.state2.absmax, state.state2.code]
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
     return sum(storages.values())
+

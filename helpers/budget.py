@@ -1,0 +1,181 @@
+"""Training-memory estimate, term by term: weights, adapter, gradients, AdamW, DPO reference, activations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PretrainedConfig
+
+from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
+from helpers.vision import CHARTQA_MAX_PIXELS, qwen2vl_image_tokens
+
+_ALL_TEXT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The LoRA targets inside one layer of each stack, per kind of training the recipes use.
+LORA_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "Qwen2VLDecoderLayer": {"qv": ("q_proj", "v_proj"), "all-linear": _ALL_TEXT, "full": ()},
+    "MistralDecoderLayer": {"qv": ("q_proj", "v_proj"), "all-linear": _ALL_TEXT, "full": ()},
+    "Qwen2VLVisionBlock": {"frozen": (), "all-linear": ("qkv", "proj", "fc1", "fc2"), "full": ()},
+    "Idefics2EncoderLayer": {"frozen": (), "all-linear": ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
+                             "full": ()},
+}
+# "layer/kind@width" -> (saved, peak) bytes per token of one layer: bf16 autocast, LoRA r=8 in fp32, SDPA attention.
+# Measured at the real widths by benchmarks/activation_probe.py (torch 2.14.1, transformers 5.23.0, peft 0.21.2, CPU,
+# 64 tokens); other widths (the tiny models) are measured on first use.
+LAYER_ACTIVATIONS: dict[str, tuple[int, int]] = {
+    "Qwen2VLDecoderLayer/qv@3584": (204696, 332696),
+    "Qwen2VLDecoderLayer/all-linear@3584": (424168, 634217),
+    "Qwen2VLVisionBlock/frozen@1280": (0, 41600),
+    "Qwen2VLVisionBlock/all-linear@1280": (98056, 154056),
+    "MistralDecoderLayer/qv@4096": (191912, 294312),
+    "MistralDecoderLayer/all-linear@4096": (393464, 560377),
+    "Idefics2EncoderLayer/frozen@1152": (0, 21824),
+    "Idefics2EncoderLayer/all-linear@1152": (85712, 133073),
+}
+_MEASURED: dict[str, tuple[int, int]] = {}
+# model_type -> the layer stacks (path, modality) whose activations scale with tokens.
+STACKS = {
+    "qwen2_vl": (("model.visual.blocks", "vision"), ("model.language_model.layers", "text")),
+    "idefics2": (("model.vision_model.encoder.layers", "vision"), ("model.text_model.layers", "text")),
+}
+CUDA_CONTEXT = GIB // 2  # assumption: CUDA context + cuBLAS workspace, outside torch.cuda.max_memory_allocated
+LOGIT_COPIES = 3  # fp32 logits of a scored token alive at once in TRL's fused LM head: logits, softmax, gradient
+
+
+def image_tokens(config: PretrainedConfig, height: int, width: int, max_pixels: int = CHARTQA_MAX_PIXELS,
+                 do_image_splitting: bool = False) -> tuple[int, int]:
+    """(tokens the language model sees, patches the vision tower sees) for one image of this size."""
+    if config.model_type == "qwen2_vl":
+        tokens = qwen2vl_image_tokens(height, width, max_pixels=max_pixels)
+        return tokens, tokens * config.vision_config.spatial_merge_size**2
+    crops = 5 if do_image_splitting else 1  # idefics2: longest edge <= 980, each side >= 378, 14-px patches
+    scale = min(1.0, 980 / max(height, width))
+    h, w = max(378, round(height * scale)), max(378, round(width * scale))
+    return config.perceiver_config.resampler_n_latents * crops, (h // 14) * (w // 14) * crops
+
+
+@dataclass
+class MemoryEstimate:
+    """Predicted bytes of one training step, term by term; `peak` is what `torch.cuda.max_memory_allocated` reports."""
+
+    weights: int
+    adapter: int
+    gradients: int
+    optimizer: int
+    reference: int
+    activations: int
+    transient: int
+    inputs: int
+
+    @property
+    def peak(self) -> int:
+        """Every term at once: the allocated peak, without the CUDA context."""
+        return sum(asdict(self).values())
+
+    def gib(self) -> dict[str, float]:
+        """The terms and the peak in GiB."""
+        return {k: v / GIB for k, v in {**asdict(self), "peak": self.peak}.items()}
+
+
+def _stack_kinds(model: nn.Module, method: str) -> list[tuple[str, nn.Module, int, str]]:
+    """(modality, first layer, number of layers, LORA_KINDS key) of every stack, from where LoRA landed."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    out = []
+    plain = meta_model(base.config)  # the probe injects LoRA itself
+    for path, modality in STACKS[base.config.model_type]:
+        stack = base.get_submodule(path)
+        name = type(stack[0]).__name__
+        lora = {n.split(".")[-1] for n, m in stack[0].named_modules() if hasattr(m, "lora_A")}
+        if method == "full":
+            kind = "full"
+        elif not lora:
+            kind = "frozen" if modality == "vision" else "qv"
+        else:
+            kind = "qv" if lora <= {"q_proj", "v_proj"} else "all-linear"
+        out.append((modality, plain.get_submodule(path)[0], len(stack), f"{name}/{kind}"))
+    return out
+
+
+def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: str = "qlora", lora_config: Any = None,
+                             batch_size: int = 1, text_tokens: int = 64, image_size: tuple[int, int] = (600, 800),
+                             scored_tokens: int = 8, dpo: bool = False, gradient_checkpointing: bool = True,
+                             max_pixels: int = CHARTQA_MAX_PIXELS, do_image_splitting: bool = False,
+                             full_dtype: torch.dtype = torch.float32) -> MemoryEstimate:
+    """Predict one step's peak: `method` is "full" (weights in `full_dtype`), "lora" (bf16) or "qlora" (NF4).
+
+    Activations use bf16 autocast and per-token layer costs measured by `benchmarks/activation_probe.py`; with
+    gradient checkpointing each layer keeps its bf16 input and one layer is live again during backward. DPO runs
+    chosen and rejected as 2 x `batch_size` sequences; its reference is the base with the adapter disabled (no copy)
+    under PEFT, a second frozen model otherwise.
+    """
+    cfg = load_config(config)
+    model = meta_model(cfg, lora_config if method != "full" else None)
+    w_dtype = full_dtype if method == "full" else torch.bfloat16
+    weights = weight_bytes(cfg, w_dtype, load_in_4bit=method == "qlora")
+    trainable = [p for n, p in model.named_parameters() if (method == "full" or "lora_" in n)]
+    n_train = sum(p.numel() for p in trainable)
+    p_size = torch.finfo(w_dtype).bits // 8 if method == "full" else 4  # peft keeps adapters in fp32
+    adapter = 0 if method == "full" else n_train * p_size
+    reference = weights if dpo and method == "full" else 0
+    seqs = batch_size * (2 if dpo else 1)
+    img_tokens, patches = image_tokens(cfg, *image_size, max_pixels=max_pixels, do_image_splitting=do_image_splitting)
+    text_cfg = cfg.get_text_config()
+    saved = working = 0
+    for modality, layer, n_layers, key in _stack_kinds(model, method):
+        tokens = seqs * (text_tokens + img_tokens if modality == "text" else patches)
+        hidden = layer_width(layer)
+        per_saved, per_peak = layer_cost(layer, key)
+        if key.endswith("/frozen"):
+            working = max(working, tokens * per_peak)
+        elif gradient_checkpointing:
+            saved += n_layers * tokens * hidden * 2
+            working = max(working, tokens * per_peak)
+        else:
+            saved += n_layers * tokens * per_saved
+            working = max(working, tokens * (per_peak - per_saved))
+    scored = min(seqs * scored_tokens, 32768)  # TRL's fused LM head scores labelled tokens only, in chunks
+    logits = scored * text_cfg.vocab_size * 4 * LOGIT_COPIES
+    dequant = 2 * max(quantized_linears(meta_model(cfg)).values()) if method == "qlora" else 0
+    return MemoryEstimate(weights=weights, adapter=adapter, gradients=n_train * p_size,
+                          optimizer=2 * n_train * p_size, reference=reference, activations=int(saved),
+                          transient=int(working + logits + dequant), inputs=seqs * pixel_bytes(cfg, patches))
+
+
+def pixel_bytes(config: PretrainedConfig, patches: int) -> int:
+    """fp32 `pixel_values` of one image: Qwen2-VL flattens 2x14x14x3 values per patch, Idefics2 keeps the pixels."""
+    if config.model_type == "qwen2_vl":
+        v = config.vision_config
+        return patches * v.temporal_patch_size * v.patch_size**2 * v.in_channels * 4
+    return patches * 14 * 14 * 3 * 4 + patches * 14 * 14  # + the bool pixel attention mask
+
+
+def layer_width(layer: nn.Module) -> int:
+    """Hidden width of a layer (what a checkpoint keeps per token)."""
+    if hasattr(layer, "hidden_size"):
+        return layer.hidden_size
+    norm = getattr(layer, "norm1", None) or getattr(layer, "layer_norm1")
+    return norm.normalized_shape[0]
+
+
+def layer_cost(layer: nn.Module, key: str) -> tuple[int, int]:
+    """(saved, peak) bytes per token of `layer` trained as `key`: from the table, else measured once."""
+    width_key = f"{key}@{layer_width(layer)}"
+    if width_key in LAYER_ACTIVATIONS:
+        return LAYER_ACTIVATIONS[width_key]
+    if width_key not in _MEASURED:
+        from helpers.activations import measure_layer
+
+        name, kind = key.split("/")
+        a = measure_layer(layer, LORA_KINDS[name][kind], trainable=kind == "full", input_grad=kind != "frozen")
+        _MEASURED[width_key] = (round(a.saved), round(a.peak))
+    return _MEASURED[width_key]
+
+
+def largest_batch(capacity_gib: float, one: MemoryEstimate, two: MemoryEstimate, limit: int = 64) -> int:
+    """Largest per-device batch whose peak + CUDA context fits, from the estimates at batch 1 and 2 (linear in batch)."""
+    per_sample = two.peak - one.peak
+    room = capacity_gib * GIB - CUDA_CONTEXT - (one.peak - per_sample)
+    return max(0, min(limit, int(room // per_sample)))
