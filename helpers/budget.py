@@ -34,6 +34,11 @@ LAYER_ACTIVATIONS: dict[str, tuple[int, int]] = {
     "MistralDecoderLayer/all-linear@4096": (393464, 560377),
     "Idefics2EncoderLayer/frozen@1152": (0, 21824),
     "Idefics2EncoderLayer/all-linear@1152": (85712, 133073),
+    # Full fine-tuning: the weight gradients swamp the per-token peak at 64 tokens; the saved bytes bound it instead.
+    "Qwen2VLDecoderLayer/full@3584": (225400, 225400),
+    "Qwen2VLVisionBlock/full@1280": (57032, 57032),
+    "MistralDecoderLayer/full@4096": (200840, 200840),
+    "Idefics2EncoderLayer/full@1152": (33416, 33416),
 }
 _MEASURED: dict[str, tuple[int, int]] = {}
 # model_type -> the layer stacks (path, modality) whose activations scale with tokens.
@@ -170,7 +175,7 @@ def layer_cost(layer: nn.Module, key: str) -> tuple[int, int]:
 
         name, kind = key.split("/")
         a = measure_layer(layer, LORA_KINDS[name][kind], trainable=kind == "full", input_grad=kind != "frozen")
-        _MEASURED[width_key] = (round(a.saved), round(a.peak))
+        _MEASURED[width_key] = (round(a.saved), round(max(a.saved, a.peak)))
     return _MEASURED[width_key]
 
 

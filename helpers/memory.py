@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ def meta_model(config: str | Path | PretrainedConfig, lora_config: Any = None) -
         if lora_config is not None:
             from peft import get_peft_model
 
-            model = get_peft_model(model, copy.deepcopy(lora_config))
+            with warnings.catch_warnings():  # peft asks `is_gradient_checkpointing`, deprecated in transformers 5.23
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+                model = get_peft_model(model, copy.deepcopy(lora_config))
     return model
 
 
