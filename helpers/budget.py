@@ -122,7 +122,8 @@ def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: s
     weights = weight_bytes(cfg, w_dtype, load_in_4bit=method == "qlora")
     trainable = [p for n, p in model.named_parameters() if (method == "full" or "lora_" in n)]
     n_train = sum(p.numel() for p in trainable)
-    p_size = torch.finfo(w_dtype).bits // 8 if method == "full" else 4  # peft keeps adapters in fp32
+    # peft keeps LoRA adapters in fp32; TRL casts them to bf16 on a 4-bit base (as the QLoRA paper does)
+    p_size = torch.finfo(w_dtype).bits // 8 if method == "full" else 2 if method == "qlora" else 4
     adapter = 0 if method == "full" else n_train * p_size
     reference = weights if dpo and method == "full" else 0
     seqs = batch_size * (2 if dpo else 1)

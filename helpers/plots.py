@@ -21,3 +21,21 @@ def show_samples(images: Sequence[Image.Image], captions: Sequence[str], ncols: 
         ax.set_title("\n".join(textwrap.wrap(caption, width)[:5]), fontsize=8, loc="left")
     fig.tight_layout()
     return fig
+
+
+def plot_history(log_history: list[dict], keys: Sequence[str], ncols: int = 3):
+    """One panel per logged metric of `trainer.state.log_history`, against the global step; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, min(ncols, len(keys)), figsize=(4.2 * min(ncols, len(keys)), 3 * nrows),
+                             squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys):
+        points = [(row["step"], row[key]) for row in log_history if key in row]
+        ax.plot(*zip(*points), marker="." if len(points) < 30 else None)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,62 @@
+"""Training runs that survive a Colab disconnect: resume from the last checkpoint, and a way to test it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` folder in `output_dir`, or None (also when the folder does not exist)."""
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
+class KeepTrainableDtypes(TrainerCallback):
+    """Give resumed trainable weights and optimizer states back the dtype they were trained in.
+
+    TRL trains QLoRA adapters in bf16, but resuming reloads them through peft in fp32, so a resumed run would continue
+    in another precision (and not match an uninterrupted one). Casting back is exact: the checkpoint holds bf16 values.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.dtypes = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None,
+                       **kwargs: Any) -> None:
+        """Runs after the checkpoint's weights and optimizer state are loaded, before the first step."""
+        for name, param in model.named_parameters():
+            if name in self.dtypes and param.dtype != self.dtypes[name]:
+                param.data = param.data.to(self.dtypes[name])
+        for param, param_state in optimizer.state.items():
+            for key, value in param_state.items():
+                if key != "step" and torch.is_tensor(value) and value.is_floating_point():
+                    param_state[key] = value.to(param.dtype)
+
+
+def train_resumable(trainer: Any) -> Any:
+    """`trainer.train()`, resuming from the last checkpoint of `trainer.args.output_dir` when there is one."""
+    checkpoint = last_checkpoint(trainer.args.output_dir)
+    if checkpoint:
+        print(f"resuming from {checkpoint}")
+        trainer.add_callback(KeepTrainableDtypes(trainer.model))
+    return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+class Disconnect(RuntimeError):
+    """Raised by `DisconnectAfter`: the run dies mid-training, as a Colab runtime does."""
+
+
+class DisconnectAfter(TrainerCallback):
+    """Kill the run when `global_step` reaches `step`, before that step's checkpoint would be written."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Raise once the optimizer step is done: work since the last checkpoint is lost, as in a real disconnect."""
+        if state.global_step >= self.step:
+            raise Disconnect(f"disconnected at step {state.global_step}")
