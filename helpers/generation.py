@@ -17,21 +17,37 @@ def greedy_config(model: Any, max_new_tokens: int) -> GenerationConfig:
                             pad_token_id=pad[0] if isinstance(pad, list) else pad)
 
 
+def batch_inputs(processor: Any, prompts: list[list[dict]], images: list[list[Image.Image]],
+                 padding_side: str = "left") -> Any:
+    """Processor inputs for a batch of conversational prompts, padded on `padding_side`, with the generation prompt."""
+    texts = [processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    return processor(text=texts, images=images, padding=True, padding_side=padding_side, return_tensors="pt")
+
+
 @torch.no_grad()
-def generate(model: Any, processor: Any, prompts: list[list[dict]], images: list[list[Image.Image]],
-             max_new_tokens: int = 16, batch_size: int = 8, padding_side: str = "left") -> list[str]:
-    """Greedy answers to conversational `prompts` (one image list each), `batch_size` prompts per `generate` call.
+def generate_ids(model: Any, processor: Any, prompts: list[list[dict]], images: list[list[Image.Image]],
+                 max_new_tokens: int = 16, batch_size: int = 8, padding_side: str = "left") -> list[list[int]]:
+    """Greedy new-token ids for each prompt, `batch_size` prompts per `generate` call, up to the first stop token.
 
     Left padding keeps every prompt's last token at the end of the row, where generation continues. The model is put
     in eval mode (dropout off), as after `trainer.train()` it is still in training mode.
     """
     model.eval()
-    answers = []
+    config = greedy_config(model, max_new_tokens)
+    stops = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
+    out: list[list[int]] = []
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
-        texts = [processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts[chunk]]
-        inputs = processor(text=texts, images=images[chunk], padding=True, padding_side=padding_side,
-                           return_tensors="pt").to(model.device)
-        out = model.generate(**inputs, generation_config=greedy_config(model, max_new_tokens))
-        answers += processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [a.strip() for a in answers]
+        inputs = batch_inputs(processor, prompts[chunk], images[chunk], padding_side).to(model.device)
+        ids = model.generate(**inputs, generation_config=config)[:, inputs["input_ids"].shape[1]:].tolist()
+        for row in ids:
+            end = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
+            out.append(row[:end])
+    return out
+
+
+def generate(model: Any, processor: Any, prompts: list[list[dict]], images: list[list[Image.Image]],
+             max_new_tokens: int = 16, batch_size: int = 8, padding_side: str = "left") -> list[str]:
+    """Greedy answers to conversational `prompts` (one image list each), decoded without special tokens."""
+    ids = generate_ids(model, processor, prompts, images, max_new_tokens, batch_size, padding_side)
+    return [a.strip() for a in processor.batch_decode(ids, skip_special_tokens=True)]

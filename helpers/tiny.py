@@ -68,3 +68,11 @@ def resolve(hub_id: str) -> str:
     if hub_id in TINY_MODELS:
         return str(tiny_model_path(TINY_MODELS[hub_id]))
     raise KeyError(f"{hub_id!r} has no tiny stand-in; known: {sorted(TINY_DATASETS) + sorted(TINY_MODELS)}")
+
+
+def tiny_run_dir(name: str) -> str:
+    """An emptied `runs/<name>` folder in the tiny cache: where tiny runs write checkpoints for later notebooks."""
+    path = cache_dir() / "runs" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
