@@ -1,0 +1,44 @@
+"""What the command-line recipes (scripts/) share with the notebooks: loading a VLM and its processor from ModelConfig."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from helpers.tiny import resolve
+from helpers.vision import qwen2vl_size_kwargs
+
+
+def processor_kwargs(model_id: str, max_pixels: int) -> dict:
+    """Notebook settings per family: Qwen2-VL caps image tokens, Idefics2 turns image splitting off."""
+    return qwen2vl_size_kwargs(max_pixels) if "qwen2" in model_id.lower() else {"do_image_splitting": False}
+
+
+def load_vlm(model_args: Any, max_pixels: int) -> tuple[Any, Any]:
+    """(model, processor) for TRL's `ModelConfig`, with hub ids resolved (tiny mode) and 4-bit when asked."""
+    from trl import get_quantization_config
+
+    model_id = resolve(model_args.model_name_or_path)
+    processor = AutoProcessor.from_pretrained(model_id, **processor_kwargs(model_args.model_name_or_path, max_pixels))
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_id, dtype=dtype, attn_implementation=model_args.attn_implementation,
+        quantization_config=get_quantization_config(model_args))
+    return model, processor
+
+
+def accept_bare_flags(parser: Any, argv: list[str]) -> list[str]:
+    """`--bf16` alone means `--bf16 true`, as in older TRL: trl 1.16 declares some switches `bool | None`, which its
+    parser then makes take a value, so common launch lines (`... --bf16 --use_peft ...`) fail with "expected one
+    argument"."""
+    takes_value = {opt for a in parser._actions if a.nargs is None and getattr(a.type, "__name__", "") == "string_to_bool"
+                   for opt in a.option_strings}
+    out = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        nxt = argv[i + 1] if i + 1 < len(argv) else "--"
+        if arg in takes_value and nxt.startswith("--"):
+            out.append("true")
+    return out
