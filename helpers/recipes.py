@@ -42,3 +42,22 @@ def accept_bare_flags(parser: Any, argv: list[str]) -> list[str]:
         if arg in takes_value and nxt.startswith("--"):
             out.append("true")
     return out
+
+
+def parse(types: tuple, defaults: dict, argv: list[str]) -> tuple:
+    """TRL-style arguments: `TrlParser(types)` with the notebook's `defaults`, bare boolean switches accepted."""
+    from trl import TrlParser
+
+    parser = TrlParser(types)
+    parser.set_defaults(**defaults)
+    return parser.parse_args_and_config(args=accept_bare_flags(parser, argv))
+
+
+def train_and_save(trainer: Any) -> None:
+    """Train (resuming from the last checkpoint if any), then write the adapter and the log history once (main rank)."""
+    from helpers.training import train_resumable
+
+    print(f"rank {trainer.args.process_index} of world size {trainer.args.world_size}", flush=True)
+    train_resumable(trainer)
+    trainer.save_model(trainer.args.output_dir)
+    trainer.save_state()  # trainer_state.json with the log history

@@ -12,12 +12,11 @@ import sys
 from dataclasses import dataclass
 
 from datasets import load_dataset
-from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config
+from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
 from helpers.data import format_dataset
-from helpers.recipes import accept_bare_flags, load_vlm
+from helpers.recipes import load_vlm, parse, train_and_save
 from helpers.tiny import resolve
-from helpers.training import train_resumable
 from helpers.vision import CHARTQA_MAX_PIXELS
 
 # The notebook's recipe; every value can be overridden on the command line or in a --config YAML.
@@ -39,19 +38,14 @@ class RecipeArguments:
 
 
 def main(recipe: RecipeArguments, args: DPOConfig, model_args: ModelConfig) -> None:
-    """Format, load, train (resuming if a checkpoint exists), save the adapter."""
+    """Format, load, train (resuming if a checkpoint exists), save the adapter once."""
     pairs = format_dataset(load_dataset(resolve(recipe.dataset_name), split=recipe.dataset_train_split), "rlaif_v")[0]
     model, processor = load_vlm(model_args, recipe.max_pixels)
-    print(f"rank {args.process_index} of world size {args.world_size}", flush=True)
     # ref_model=None: with PEFT the reference is the base with the adapter disabled, no second copy
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=pairs, processing_class=processor,
                          peft_config=get_peft_config(model_args))
-    train_resumable(trainer)
-    trainer.save_model(args.output_dir)  # the main process writes the adapter once
-    trainer.save_state()  # trainer_state.json with the log history
+    train_and_save(trainer)
 
 
 if __name__ == "__main__":
-    parser = TrlParser((RecipeArguments, DPOConfig, ModelConfig))
-    parser.set_defaults(**DEFAULTS)
-    main(*parser.parse_args_and_config(args=accept_bare_flags(parser, sys.argv[1:])))
+    main(*parse((RecipeArguments, DPOConfig, ModelConfig), DEFAULTS, sys.argv[1:]))

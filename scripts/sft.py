@@ -10,12 +10,11 @@ import sys
 from dataclasses import dataclass, field
 
 from datasets import load_dataset
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
 from helpers.data import format_dataset
-from helpers.recipes import accept_bare_flags, load_vlm
+from helpers.recipes import load_vlm, parse, train_and_save
 from helpers.tiny import resolve
-from helpers.training import train_resumable
 from helpers.vision import CHARTQA_MAX_PIXELS
 
 # The notebook's recipe; every value can be overridden on the command line or in a --config YAML.
@@ -40,19 +39,14 @@ class RecipeArguments:
 
 
 def main(recipe: RecipeArguments, args: SFTConfig, model_args: ModelConfig) -> None:
-    """Format, load, train (resuming if a checkpoint exists), save the adapter."""
+    """Format, load, train (resuming if a checkpoint exists), save the adapter once."""
     splits = load_dataset(resolve(recipe.dataset_name), split=[recipe.dataset_train_split, recipe.dataset_test_split])
     train, evaluation = (format_dataset(s, recipe.formatter)[0] for s in splits)
     model, processor = load_vlm(model_args, recipe.max_pixels)
-    print(f"rank {args.process_index} of world size {args.world_size}", flush=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                          processing_class=processor, peft_config=get_peft_config(model_args))
-    train_resumable(trainer)
-    trainer.save_model(args.output_dir)  # the main process writes the adapter once
-    trainer.save_state()  # trainer_state.json with the log history
+    train_and_save(trainer)
 
 
 if __name__ == "__main__":
-    parser = TrlParser((RecipeArguments, SFTConfig, ModelConfig))
-    parser.set_defaults(**DEFAULTS)
-    main(*parser.parse_args_and_config(args=accept_bare_flags(parser, sys.argv[1:])))
+    main(*parse((RecipeArguments, SFTConfig, ModelConfig), DEFAULTS, sys.argv[1:]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -56,19 +57,19 @@ def test_two_processes_match_one(script, tmp_path):
 
 def test_seed_dpo_launch_arguments_parse():
     """The seed recipe's launch line works with our DPO script's arguments."""
-    import importlib.util
+    from trl import DPOConfig, ModelConfig, TrlParser
+
+    from helpers.recipes import parse
 
     spec = importlib.util.spec_from_file_location("dpo_script", REPO_ROOT / "scripts" / "dpo.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    parser = module.TrlParser((module.RecipeArguments, module.DPOConfig, module.ModelConfig))
-    parser.set_defaults(**module.DEFAULTS)
     seed = ["--output_dir", "out", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "32",
             "--bf16", "--gradient_checkpointing", "--use_peft", "--lora_target_modules", "all-linear", "--use_cpu"]
     with pytest.raises(SystemExit):  # trl 1.16's own parser wants `--bf16 true`; if this fails, upstream fixed it
-        parser.parse_args_and_config(args=seed)
-    recipe, args, model_args = parser.parse_args_and_config(args=module.accept_bare_flags(parser, seed))
+        TrlParser((DPOConfig, ModelConfig)).parse_args_and_config(args=seed)
+    recipe, args, model_args = parse((module.RecipeArguments, DPOConfig, ModelConfig), module.DEFAULTS, seed)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.bf16) == (2, 32, True)
     assert args.gradient_checkpointing and model_args.use_peft
     assert model_args.model_name_or_path == "HuggingFaceM4/idefics2-8b" and args.max_length is None
