@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.activations import _cpu_peak
+from helpers.activations import cpu_peak
 from helpers.budget import estimate_training_memory
 from helpers.memory import GIB, load_config, model_bytes
 from helpers.tiny import TINY_MODELS, tiny_model_path
@@ -125,7 +125,7 @@ def run_setting(setting: tuple, tiny: bool) -> dict:
             measured = torch.cuda.max_memory_allocated()
         else:  # weights and the batch are allocated before; the profiler sees what the steps add on top
             held = sum(v.untyped_storage().nbytes() for v in batch_inputs.values() if torch.is_tensor(v))
-            measured = model_bytes(trainer.model) + held + _cpu_peak(steps)
+            measured = model_bytes(trainer.model) + held + cpu_peak(steps)
     from helpers.budget import image_tokens
 
     img, _ = image_tokens(load_config(hub_id) if not tiny else config, *size)

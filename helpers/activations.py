@@ -38,7 +38,7 @@ def _inputs(layer: nn.Module, tokens: int, dtype: torch.dtype) -> tuple[tuple, d
     raise NotImplementedError(f"no activation probe for {name}")
 
 
-def _cpu_peak(fn) -> int:
+def cpu_peak(fn) -> int:
     """Peak bytes allocated on the CPU while `fn` runs, above what was live before (torch profiler memory events)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -95,5 +95,5 @@ def measure_layer(layer: nn.Module, lora_targets: tuple[str, ...] = (), r: int =
         with torch.autocast("cpu", dtype=torch.bfloat16):
             layer(*args, **kwargs)
     grads = sum(p.numel() * p.element_size() for p in layer.parameters() if p.requires_grad)  # not activations
-    peak = _cpu_peak(step) - (grads if trainable else 0)
+    peak = cpu_peak(step) - (grads if trainable else 0)
     return LayerActivations(saved=sum(seen.values()) / tokens, peak=peak / tokens)

@@ -85,11 +85,11 @@ class MemoryEstimate:
         return {k: v / GIB for k, v in {**asdict(self), "peak": self.peak}.items()}
 
 
-def _stack_kinds(model: nn.Module, method: str) -> list[tuple[str, nn.Module, int, str]]:
-    """(modality, first layer, number of layers, LORA_KINDS key) of every stack, from where LoRA landed."""
+def _stack_kinds(model: nn.Module, plain: nn.Module, method: str) -> list[tuple[str, nn.Module, int, str]]:
+    """(modality, first layer of `plain`, number of layers, LORA_KINDS key) of every stack, from where LoRA landed
+    in `model`; the layer comes from the LoRA-free `plain` model because the probe injects LoRA itself."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     out = []
-    plain = meta_model(base.config)  # the probe injects LoRA itself
     for path, modality in STACKS[base.config.model_type]:
         stack = base.get_submodule(path)
         name = type(stack[0]).__name__
@@ -117,9 +117,10 @@ def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: s
     under PEFT, a second frozen model otherwise.
     """
     cfg = load_config(config)
-    model = meta_model(cfg, lora_config if method != "full" else None)
+    plain = meta_model(cfg)
+    model = meta_model(cfg, lora_config) if method != "full" and lora_config is not None else plain
     w_dtype = full_dtype if method == "full" else torch.bfloat16
-    weights = weight_bytes(cfg, w_dtype, load_in_4bit=method == "qlora")
+    weights = weight_bytes(plain, w_dtype, load_in_4bit=method == "qlora")
     trainable = [p for n, p in model.named_parameters() if (method == "full" or "lora_" in n)]
     n_train = sum(p.numel() for p in trainable)
     # peft keeps LoRA adapters in fp32; TRL casts them to bf16 on a 4-bit base (as the QLoRA paper does)
@@ -130,7 +131,7 @@ def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: s
     img_tokens, patches = image_tokens(cfg, *image_size, max_pixels=max_pixels, do_image_splitting=do_image_splitting)
     text_cfg = cfg.get_text_config()
     saved = working = 0
-    for modality, layer, n_layers, key in _stack_kinds(model, method):
+    for modality, layer, n_layers, key in _stack_kinds(model, plain, method):
         tokens = seqs * (text_tokens + img_tokens if modality == "text" else patches)
         hidden = layer_width(layer)
         per_saved, per_peak = layer_cost(layer, key)
@@ -144,7 +145,7 @@ def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: s
             working = max(working, tokens * (per_peak - per_saved))
     scored = min(seqs * scored_tokens, 32768)  # TRL's fused LM head scores labelled tokens only, in chunks
     logits = scored * text_cfg.vocab_size * 4 * LOGIT_COPIES
-    dequant = 2 * max(quantized_linears(meta_model(cfg)).values()) if method == "qlora" else 0
+    dequant = 2 * max(quantized_linears(plain).values()) if method == "qlora" else 0
     return MemoryEstimate(weights=weights, adapter=adapter, gradients=n_train * p_size,
                           optimizer=2 * n_train * p_size, reference=reference, activations=int(saved),
                           transient=int(working + logits + dequant), inputs=seqs * pixel_bytes(cfg, patches))

@@ -82,10 +82,13 @@ def quantized_linears(model: nn.Module) -> dict[str, int]:
             if type(m) is nn.Linear and should_convert_module(name, skip)}
 
 
-def weight_bytes(config: str | Path | PretrainedConfig, dtype: torch.dtype = torch.bfloat16,
+def weight_bytes(config: str | Path | PretrainedConfig | nn.Module, dtype: torch.dtype = torch.bfloat16,
                  load_in_4bit: bool = False, double_quant: bool = True) -> int:
-    """Predicted bytes of the loaded model: parameters in `dtype` (or NF4), fp32 buffers, 4-bit quant states."""
-    model = meta_model(config)
+    """Predicted bytes of the loaded model: parameters in `dtype` (or NF4), fp32 buffers, 4-bit quant states.
+
+    `config` may also be a model already built by `meta_model(config)` (no LoRA), to avoid building it again.
+    """
+    model = config if isinstance(config, nn.Module) else meta_model(config)
     quantized = quantized_linears(model) if load_in_4bit else {}
     quantized_ids = {id(model.get_submodule(n).weight) for n in quantized}
     size = torch.finfo(dtype).bits // 8
