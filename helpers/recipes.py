@@ -61,3 +61,6 @@ def train_and_save(trainer: Any) -> None:
     train_resumable(trainer)
     trainer.save_model(trainer.args.output_dir)
     trainer.save_state()  # trainer_state.json with the log history
+    if torch.distributed.is_initialized():  # a rank that exits with its process group alive can abort (SIGABRT)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
