@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: cookbook test test-latest clean-notebooks data-samples
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	DS_BUILD_OPS=0 $(PY) -m pip install --quiet --no-build-isolation -r requirements-deepspeed.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -23,6 +24,7 @@ test: $(STAMP)  ## unit tests + every notebook through nbval (tiny mode, no netw
 test-latest: $(STAMP)
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet -r requirements.txt
+	DS_BUILD_OPS=0 .venv-latest/bin/python -m pip install --quiet --no-build-isolation -r requirements-deepspeed.txt
 	.venv-latest/bin/python -m pip install --quiet --upgrade trl transformers peft datasets
 	.venv-latest/bin/python -m pip install --quiet --no-deps -e .
 	.venv-latest/bin/python -m pip list 2>/dev/null | grep -iE '^(trl|transformers|peft|datasets) '

@@ -53,11 +53,18 @@ def parse(types: tuple, defaults: dict, argv: list[str]) -> tuple:
     return parser.parse_args_and_config(args=accept_bare_flags(parser, argv))
 
 
+def engine(trainer: Any) -> str:
+    """How the trainer is distributed, as accelerate sees it: e.g. `MULTI_CPU`, `MULTI_GPU`, `FSDP`, `DEEPSPEED ZeRO-3`."""
+    state = trainer.accelerator.state
+    plugin = state.deepspeed_plugin
+    return state.distributed_type.value + (f" ZeRO-{plugin.zero_stage}" if plugin is not None else "")
+
+
 def train_and_save(trainer: Any) -> None:
     """Train (resuming from the last checkpoint if any), then write the adapter and the log history once (main rank)."""
     from helpers.training import train_resumable
 
-    print(f"rank {trainer.args.process_index} of world size {trainer.args.world_size}", flush=True)
+    print(f"rank {trainer.args.process_index} of world size {trainer.args.world_size}, {engine(trainer)}", flush=True)
     train_resumable(trainer)
     trainer.save_model(trainer.args.output_dir)
     trainer.save_state()  # trainer_state.json with the log history
