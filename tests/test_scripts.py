@@ -87,16 +87,64 @@ def test_two_processes_match_one(script, launcher, single, tmp_path):
         assert (trained[name] - weight).abs().max().item() < 1e-4, name
 
 
+def load_script(name: str):
+    """Import scripts/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def fsdp_wrap_policy(model, monkeypatch, layer_classes: str | None = None):
+    """The auto-wrap policy `accelerate launch --config_file configs/fsdp.yaml` gives `model` (FSDP2's own code)."""
+    from accelerate import FullyShardedDataParallelPlugin
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(REPO_ROOT / "configs" / "fsdp.yaml"), "x.py"])
+    for key, value in prepare_multi_gpu_env(_validate_launch_command(args)[0]).items():
+        monkeypatch.setenv(key, value)
+    if layer_classes:
+        monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", layer_classes)
+    return fsdp2_prepare_auto_wrap_policy(FullyShardedDataParallelPlugin(), model)
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_fsdp_config_wraps_every_decoder_layer(script, monkeypatch):
+    """FSDP cannot run here (no GPU), but its wrapping can be checked: every text and vision block is its own unit."""
+    from transformers import AutoModelForImageTextToText
+
+    from helpers.tiny import resolve
+
+    model = AutoModelForImageTextToText.from_pretrained(resolve(load_script(script).DEFAULTS["model_name_or_path"]))
+    policy = fsdp_wrap_policy(model, monkeypatch)
+    assert policy is not None
+    wrapped = [type(m).__name__ for m in model.modules() if policy(m)]
+    text_layers = model.config.text_config.num_hidden_layers
+    assert sum(name.endswith("DecoderLayer") for name in wrapped) == text_layers
+    assert len(wrapped) > text_layers  # the vision tower's blocks too
+
+
+def test_fsdp_layer_classes_of_one_family_break_the_other(monkeypatch):
+    """Negative control: the Qwen2-VL class list configs/fsdp.yaml once named fails on idefics2 (the DPO script)."""
+    from transformers import AutoModelForImageTextToText
+
+    from helpers.tiny import resolve
+
+    model = AutoModelForImageTextToText.from_pretrained(resolve(load_script("dpo").DEFAULTS["model_name_or_path"]))
+    with pytest.raises(ValueError, match="Could not find the transformer layer class"):
+        fsdp_wrap_policy(model, monkeypatch, "Qwen2VLDecoderLayer,Qwen2VLVisionBlock")
+
+
 def test_seed_dpo_launch_arguments_parse():
     """The seed recipe's launch line works with our DPO script's arguments."""
     from trl import DPOConfig, ModelConfig, TrlParser
 
     from helpers.recipes import parse
 
-    spec = importlib.util.spec_from_file_location("dpo_script", REPO_ROOT / "scripts" / "dpo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_script("dpo")
     seed = ["--output_dir", "out", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "32",
             "--bf16", "--gradient_checkpointing", "--use_peft", "--lora_target_modules", "all-linear", "--use_cpu"]
     with pytest.raises(SystemExit):  # trl 1.16's own parser wants `--bf16 true`; if this fails, upstream fixed it
