@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: cookbook test test-latest clean-notebooks data-samples
+.PHONY: cookbook test test-latest test-gpu gpu-wheels clean-notebooks data-samples
 
 $(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ cookbook: $(STAMP)  ## run every notebook offline in tiny mode; executed copies 
 
 test: $(STAMP)  ## unit tests + every notebook through nbval (tiny mode, no network)
 	$(PY) -m pytest
+
+# GPU runner (no package index there): `make gpu-wheels` here, then carry .whl and run, there,
+#   bash tools/gpu_run.sh make test-gpu        (or any benchmark: see benchmarks/README.md)
+gpu-wheels: $(STAMP)  ## wheels the GPU runner lacks, at .venv's versions, into .whl/ (notebook stack included)
+	$(PY) tools/gpu_wheels.py notebooks
+
+test-gpu:  ## on the GPU runner: every notebook in tiny mode on CUDA (bitsandbytes 4-bit on the GPU) + GPU-only tests
+	COOKBOOK_REQUIRE_CUDA=1 python3 -m pytest notebooks tests/test_gpu.py -rfE
 
 # Not in CI: the same suite against the newest trl/transformers/peft/datasets, to see what drifted.
 test-latest: $(STAMP)

@@ -8,19 +8,16 @@ Usage: python benchmarks/memory_check.py [--tiny] [--only NAME ...]   -> benchma
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 
 import torch
 
 from helpers.activations import cpu_peak
+from helpers.bench import environment, load, rows, save_report
 from helpers.budget import estimate_training_memory
 from helpers.memory import GIB, load_config, model_bytes
-from helpers.tiny import TINY_MODELS, tiny_model_path
 
 QV, ALL = ["q_proj", "v_proj"], "all-linear"
 # name, model, method, LoRA targets, per-device batch, image (height, width), DPO
@@ -34,59 +31,6 @@ SETTINGS = [
     ("dpo-lora-b2-800", "HuggingFaceM4/idefics2-8b", "lora", ALL, 2, (600, 800), True),
     ("dpo-lora-b2-400", "HuggingFaceM4/idefics2-8b", "lora", ALL, 2, (300, 400), True),
 ]
-TOKEN_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id", "bos_token_id",
-                "eos_token_id", "pad_token_id")
-
-
-def rows(n: int, size: tuple[int, int], dpo: bool) -> list[dict]:
-    """`n` formatted rows with a noise image of `size`: ChartQA-like prompt/completion, or RLAIF-V-like preferences."""
-    from PIL import Image
-
-    from helpers.data import format_chartqa, format_rlaif_v
-
-    g = torch.Generator().manual_seed(0)
-    out = []
-    for i in range(n):
-        pixels = torch.randint(0, 256, (size[0], size[1], 3), generator=g, dtype=torch.uint8).numpy()
-        image = Image.fromarray(pixels)
-        question = f"What is the value of the tallest bar in the chart for the year {2000 + i}?"
-        if dpo:
-            out.append(format_rlaif_v({"image": image, "question": question, "chosen": "A red bar of 42 units. " * 4,
-                                       "rejected": "A blue bar with a cat on it. " * 4, "origin_dataset": "x",
-                                       "origin_split": "x", "idx": i, "image_path": "x", "ds_name": "x"}))
-        else:
-            out.append(format_chartqa({"image": image, "query": question, "label": ["42"], "human_or_machine": 0}))
-    return out
-
-
-def load(hub_id: str, method: str, tiny: bool, workdir: Path):
-    """(model, processor, config): tiny checkpoint, or real config + random weights with the tiny processor's ids."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
-
-    tiny_path = tiny_model_path(TINY_MODELS[hub_id])
-    processor = AutoProcessor.from_pretrained(tiny_path, **({"do_image_splitting": False} if "idefics" in hub_id else {}))
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16) if method == "qlora" else None
-    if tiny:
-        path = tiny_path
-    else:  # the real architecture; token ids follow the tiny tokenizer, which the processor uses
-        config, tiny_config = load_config(hub_id), load_config(tiny_path / "config.json")
-        for cfg, src in ((config, tiny_config), (config.get_text_config(), tiny_config.get_text_config())):
-            for field in TOKEN_FIELDS:
-                if hasattr(src, field):
-                    setattr(cfg, field, getattr(src, field))
-        with torch.device("cuda"):
-            model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
-        if quant is None:
-            return model, processor, config
-        path = workdir / "random-weights"
-        model.save_pretrained(path)
-        del model
-        torch.cuda.empty_cache()
-    device_map = {"": 0} if torch.cuda.is_available() else None
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16, quantization_config=quant,
-                                                        device_map=device_map)
-    return model, processor, model.config
 
 
 def run_setting(setting: tuple, tiny: bool) -> dict:
@@ -157,20 +101,9 @@ def main() -> None:
         results.append(r)
         print(f"{r['name']:18} predicted {r['predicted_bytes'] / GIB:8.3f} GiB  measured "
               f"{r['measured_bytes'] / GIB:8.3f} GiB  error {100 * r['relative_error']:+6.1f}%", flush=True)
-    import peft
-    import transformers
-    import trl
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu-{platform.machine()}"
-    report = {"device": device, "tiny": args.tiny, "date": datetime.date.today().isoformat(),
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                           "trl": trl.__version__, "peft": peft.__version__},
-              "settings": results, "memory_relative_errors": [r["relative_error"] for r in results]}
-    slug = ("cpu-tiny" if args.tiny else device.lower().replace(" ", "-"))
-    out = Path(args.out) / f"memory-{slug}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    print("saved", out)
+    report = {**environment(), "tiny": args.tiny, "settings": results,
+              "memory_relative_errors": {r["name"]: r["relative_error"] for r in results}}
+    save_report(report, "memory", args.out, args.tiny)
 
 
 if __name__ == "__main__":

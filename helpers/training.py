@@ -60,3 +60,16 @@ class DisconnectAfter(TrainerCallback):
         """Raise once the optimizer step is done: work since the last checkpoint is lost, as in a real disconnect."""
         if state.global_step >= self.step:
             raise Disconnect(f"disconnected at step {state.global_step}")
+
+
+def drop_input_grad_hooks(model: Any) -> int:
+    """Remove every `enable_input_require_grads` hook (transformers and TRL each add one per input embedding, also the
+    vision tower's patch embedding); return how many. Non-reentrant checkpointing does not need them, and with them a
+    frozen vision tower runs a useless backward."""
+    removed = 0
+    for module in model.modules():
+        for key, hook in list(module._forward_hooks.items()):
+            if getattr(hook, "__name__", "") == "make_inputs_require_grads":
+                del module._forward_hooks[key]
+                removed += 1
+    return removed

@@ -11,6 +11,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from helpers.budget import image_tokens
 from helpers.flops import StepShape, mfu, training_flops
+from helpers.training import drop_input_grad_hooks
 from helpers.tiny import resolve
 
 QWEN, IDEFICS2 = "Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"
@@ -57,3 +58,30 @@ def test_mfu_uses_the_device_peak():
     assert mfu(494.5e12, "NVIDIA H100 80GB HBM3") == pytest.approx(0.5)
     assert mfu(156e12, "NVIDIA A100-SXM4-80GB") == pytest.approx(0.5)
     assert mfu(1e12, "cpu-x86_64") is None
+
+
+def test_dropping_the_input_grad_hook_keeps_gradients_and_skips_the_vision_backward():
+    """What the benchmarks' '24gb' recipe does: with non-reentrant checkpointing, TRL's enable_input_require_grads hook
+    only adds a backward through the frozen vision tower; without it the LoRA gradients are the same."""
+    path = resolve(QWEN)
+    processor = AutoProcessor.from_pretrained(path)
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}],
+                                         add_generation_prompt=True)
+    batch = processor(text=[text], images=[[Image.new("RGB", (420, 280), (90, 0, 0))]], return_tensors="pt")
+    grads, flops = [], []
+    for hook in (True, False):
+        torch.manual_seed(0)
+        model = get_peft_model(AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32,
+                                                                           attn_implementation="eager"),
+                               LoraConfig(r=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+        model.base_model.model.gradient_checkpointing_enable({"use_reentrant": False})  # adds the hook
+        model.enable_input_require_grads()  # as TRL's trainers do with checkpointing: adds it again
+        model.train()
+        if not hook:
+            assert drop_input_grad_hooks(model) == 4  # text and patch embeddings, twice each
+        with FlopCounterMode(display=False) as counter:
+            model(**batch).logits.square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+        flops.append(counter.get_total_flops())
+    assert grads[0].keys() == grads[1].keys() and all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+    assert flops[1] < flops[0]
