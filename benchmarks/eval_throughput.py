@@ -9,15 +9,13 @@ Usage: python benchmarks/eval_throughput.py [--tiny] [--prompts N] [--batch-size
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from helpers.bench import environment, load, rows, save_report
+from helpers.bench import arguments, environment, load, require_device, rows, save_report
 from helpers.generation import generate_ids
 
 MODEL = "Qwen/Qwen2-VL-7B-Instruct"
@@ -37,17 +35,12 @@ def timed(fn):
 
 def main() -> None:
     """Generate for the same prompts at each batch size; print and save prompts/s, tokens/s and speed-ups."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="the tiny model on CPU (what CI runs)")
+    parser = arguments(__doc__)
     parser.add_argument("--prompts", type=int, default=None, help="default 64 on GPU, 8 with --tiny")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 1 8 32 (tiny: 1 4)")
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
-    if args.tiny:
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    elif not torch.cuda.is_available():
-        raise SystemExit("no GPU: run with --tiny, or on the GPU runner")
+    require_device(args.tiny)
     n = args.prompts or (8 if args.tiny else 64)
     sizes = args.batch_sizes or ([1, 4] if args.tiny else [1, 8, 32])
     data = rows(n, TINY_IMAGE if args.tiny else IMAGE, dpo=False)

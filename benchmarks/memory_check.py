@@ -7,15 +7,13 @@ Usage: python benchmarks/memory_check.py [--tiny] [--only NAME ...]   -> benchma
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 
 from helpers.activations import cpu_peak
-from helpers.bench import environment, load, rows, save_report
+from helpers.bench import arguments, environment, load, require_device, rows, save_report
 from helpers.budget import estimate_training_memory
 from helpers.memory import GIB, load_config, model_bytes
 
@@ -33,7 +31,7 @@ SETTINGS = [
 ]
 
 
-def run_setting(setting: tuple, tiny: bool) -> dict:
+def run_setting(setting: tuple, tiny: bool, workdir: Path) -> dict:
     """Run 2 training steps of one setting through TRL's trainer; return predicted and measured peak bytes."""
     from datasets import Dataset
     from peft import LoraConfig
@@ -41,8 +39,8 @@ def run_setting(setting: tuple, tiny: bool) -> dict:
 
     name, hub_id, method, targets, batch, size, dpo = setting
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=targets)
-    with tempfile.TemporaryDirectory() as tmp:
-        model, processor, config = load(hub_id, method, tiny, Path(tmp))
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:  # the random 4-bit checkpoint stays in workdir, reused
+        model, processor, config = load(hub_id, method, tiny, workdir)
         data = Dataset.from_list(rows(2 * batch, size, dpo))
         common = dict(output_dir=tmp, max_steps=2, per_device_train_batch_size=batch, gradient_checkpointing=True,
                       bf16=True, max_length=None, report_to="none", save_strategy="no", logging_steps=1,
@@ -84,23 +82,19 @@ def run_setting(setting: tuple, tiny: bool) -> dict:
 
 def main() -> None:
     """Run the settings, print the table, save the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny models on CPU (what CI runs)")
+    parser = arguments(__doc__)
     parser.add_argument("--only", nargs="*", help="setting names to run (default: all)")
-    parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
-    if args.tiny:
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    elif not torch.cuda.is_available():
-        raise SystemExit("no GPU: run with --tiny, or on the GPU runner")
+    require_device(args.tiny)
     results = []
-    for setting in SETTINGS:
-        if args.only and setting[0] not in args.only:
-            continue
-        r = run_setting(setting, args.tiny)
-        results.append(r)
-        print(f"{r['name']:18} predicted {r['predicted_bytes'] / GIB:8.3f} GiB  measured "
-              f"{r['measured_bytes'] / GIB:8.3f} GiB  error {100 * r['relative_error']:+6.1f}%", flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        for setting in SETTINGS:
+            if args.only and setting[0] not in args.only:
+                continue
+            r = run_setting(setting, args.tiny, Path(workdir))
+            results.append(r)
+            print(f"{r['name']:18} predicted {r['predicted_bytes'] / GIB:8.3f} GiB  measured "
+                  f"{r['measured_bytes'] / GIB:8.3f} GiB  error {100 * r['relative_error']:+6.1f}%", flush=True)
     report = {**environment(), "tiny": args.tiny, "settings": results,
               "memory_relative_errors": {r["name"]: r["relative_error"] for r in results}}
     save_report(report, "memory", args.out, args.tiny)

@@ -11,8 +11,7 @@ Usage: python benchmarks/train_throughput.py --method sft|dpo [--tiny] [--steps 
 
 from __future__ import annotations
 
-import argparse
-import os
+import gc
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from helpers.bench import environment, load, rows, save_report
+from helpers.bench import arguments, environment, load, require_device, rows, save_report
 from helpers.budget import image_tokens
 from helpers.flops import StepShape, mfu, training_flops
 from helpers.memory import GIB
@@ -129,9 +128,6 @@ def run_recipe(method: str, recipe: Recipe, tiny: bool, steps: int, warmup: int,
               "model_flops_per_step": flops.total, "mfu": mfu(flops.total / step, device),
               "peak_allocated_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
               "peak_reserved_gib": torch.cuda.max_memory_reserved() / GIB if cuda else None}
-    del trainer, model
-    if cuda:
-        torch.cuda.empty_cache()
     return result
 
 
@@ -150,18 +146,13 @@ def summarise(results: list[dict], tiny: bool) -> dict:
 
 def main() -> None:
     """Run the recipes of one method, print the table, save the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--method", choices=list(RECIPES), required=True)
-    parser.add_argument("--tiny", action="store_true", help="tiny models on CPU (what CI runs)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 8 on GPU, 2 with --tiny)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="recipe names (default: all; seed always runs)")
-    parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
-    if args.tiny:
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    elif not torch.cuda.is_available():
-        raise SystemExit("no GPU: run with --tiny, or on the GPU runner")
+    require_device(args.tiny)
     steps = args.steps or (2 if args.tiny else 8)
     image = TINY_IMAGE if args.tiny else IMAGE
     results = []
@@ -173,6 +164,8 @@ def main() -> None:
                 r = run_recipe(args.method, recipe, args.tiny, steps, args.warmup, Path(tmp), image)
             except torch.OutOfMemoryError:
                 r = {**asdict(recipe), "error": "out of memory"}
+            gc.collect()  # an out-of-memory traceback held the model until here
+            if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             results.append(r)
             if "error" in r:

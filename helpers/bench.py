@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -67,6 +69,22 @@ def load(hub_id: str, method: str, tiny: bool, workdir: Path, attn: str = "sdpa"
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16, quantization_config=quant,
                                                         device_map=device_map, attn_implementation=attn)
     return model, processor, model.config
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring's first line, --tiny and --out."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny models on CPU (what CI runs)")
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the results file")
+    return parser
+
+
+def require_device(tiny: bool) -> None:
+    """Tiny runs use the CPU even where a GPU exists; real-size runs need one."""
+    if tiny:
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    elif not torch.cuda.is_available():
+        raise SystemExit("no GPU: run with --tiny, or on the GPU runner")
 
 
 def environment() -> dict[str, Any]:
