@@ -112,7 +112,8 @@ def run_recipe(method: str, recipe: Recipe, tiny: bool, steps: int, warmup: int,
     batch = next(iter(trainer.get_train_dataloader()))
     n_rows, seq = batch["input_ids"].shape  # DPO: chosen and rejected rows, concatenated
     mask = batch["completion_mask"] if "completion_mask" in batch else batch["labels"] != -100
-    scored = int(mask.sum()) if cuda else n_rows * seq  # TRL's fused LM head scores labelled tokens only, on CUDA
+    # TRL's chunked LM head scores the labelled positions on CUDA (Triton), every shifted position elsewhere
+    scored = int(mask.sum()) if cuda else n_rows * (seq - 1)
     patches = image_tokens(config, *image)[1]
     flops = training_flops(config, lora, StepShape(n_rows, seq, n_rows, patches, scored), reference=dpo)
     timer = StepTimer()

@@ -58,7 +58,7 @@ def load(hub_id: str, method: str, tiny: bool, workdir: Path, attn: str = "sdpa"
                 if hasattr(src, field):
                     setattr(cfg, field, getattr(src, field))
         if quant is None or not path.exists():
-            with torch.device("cuda"):
+            with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
                 model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16, attn_implementation=attn)
             if quant is None:
                 return model, processor, config
