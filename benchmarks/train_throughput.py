@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from helpers.bench import arguments, environment, load, require_device, rows, save_report
+from helpers.bench import arguments, device_name, environment, load, require_device, rows, save_report
 from helpers.budget import image_tokens
 from helpers.flops import StepShape, mfu, training_flops
 from helpers.memory import GIB
@@ -122,14 +122,12 @@ def run_recipe(method: str, recipe: Recipe, tiny: bool, steps: int, warmup: int,
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     step = sum(timer.times[warmup:]) / steps
-    device = environment()["device"]
-    result = {**asdict(recipe), "rows_per_step": int(n_rows), "padded_length": int(seq),
-              "tokens_per_step": int(batch["attention_mask"].sum()), "step_s": step,
-              "samples_per_s": recipe.batch / step, "tokens_per_s": int(batch["attention_mask"].sum()) / step,
-              "model_flops_per_step": flops.total, "mfu": mfu(flops.total / step, device),
-              "peak_allocated_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
-              "peak_reserved_gib": torch.cuda.max_memory_reserved() / GIB if cuda else None}
-    return result
+    tokens = int(batch["attention_mask"].sum())
+    return {**asdict(recipe), "rows_per_step": int(n_rows), "padded_length": int(seq), "tokens_per_step": tokens,
+            "step_s": step, "samples_per_s": recipe.batch / step, "tokens_per_s": tokens / step,
+            "model_flops_per_step": flops.total, "mfu": mfu(flops.total / step, device_name()),
+            "peak_allocated_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
+            "peak_reserved_gib": torch.cuda.max_memory_reserved() / GIB if cuda else None}
 
 
 def summarise(results: list[dict], tiny: bool) -> dict:

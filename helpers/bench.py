@@ -87,6 +87,11 @@ def require_device(tiny: bool) -> None:
         raise SystemExit("no GPU: run with --tiny, or on the GPU runner")
 
 
+def device_name() -> str:
+    """The GPU's name, or cpu-<machine>."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu-{platform.machine()}"
+
+
 def environment() -> dict[str, Any]:
     """Device, driver, package versions and date, for a results file."""
     import peft
@@ -101,7 +106,7 @@ def environment() -> dict[str, Any]:
                                     capture_output=True, text=True, timeout=30).stdout.strip() or None
         except OSError:
             pass
-    return {"device": torch.cuda.get_device_name(0) if cuda else f"cpu-{platform.machine()}", "driver": driver,
+    return {"device": device_name(), "driver": driver,
             "cuda": torch.version.cuda if cuda else None, "date": datetime.date.today().isoformat(),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
                          "peft": peft.__version__}}

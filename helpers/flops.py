@@ -81,10 +81,10 @@ def _attention(config: Any, shape: StepShape) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _bottom_attention_backward(one_layer: int, adapted: set[str]) -> int:
+def _bottom_attention_backward(one_layer: int, adapted: set[str], bottom: str) -> int:
     """Backward of the lowest layer's attention: dP = dO V^T (if q or k needs it), then dV, dQ, dK where adapted."""
-    fused = any(n.endswith(".0.attn.qkv") for n in adapted)
-    q, k, v = (fused or any(BOTTOM_QKV.search(n) and n.endswith(x) for n in adapted) for x in ("q_proj", "k_proj", "v_proj"))
+    lowest = [n for n in adapted if _stack(n) == bottom and BOTTOM_QKV.search(n)]
+    q, k, v = (any(n.endswith((x, ".qkv")) for n in lowest) for x in ("q_proj", "k_proj", "v_proj"))
     return one_layer // 2 * ((q or k) + v + q + k)
 
 
@@ -123,7 +123,7 @@ def training_flops(config: Any, lora_config: Any, shape: StepShape, reference: b
     for stack, (one, every) in _attention(config, shape).items():
         frozen += every
         if trains["vision"] or stack == "text":
-            lowest = _bottom_attention_backward(one, adapted) if stack == bottom else 2 * one
+            lowest = _bottom_attention_backward(one, adapted, bottom) if stack == bottom else 2 * one
             backward += lowest + 2 * (every - one)
     return StepFlops(frozen + adapter, backward, frozen if reference else 0)
 
