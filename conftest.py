@@ -8,6 +8,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent / "tests"
 sys.path.insert(0, str(TESTS))
+import bnb_cpu  # noqa: E402
 import netguard  # noqa: E402
 
 # Inherited by the notebook kernels nbval starts: tiny mode, offline, headless plots, the kernel-side net guard.
@@ -18,6 +19,7 @@ os.environ["MPLBACKEND"] = "Agg"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["IPYTHONDIR"] = str(TESTS / "ipython")
 netguard.install()
+bnb_cpu.install()  # bitsandbytes' AVX512-BF16 CPU repack is never undone before training (tests/bnb_cpu.py)
 
 
 def pytest_collection_modifyitems(items):

@@ -79,3 +79,33 @@ def test_the_plain_path_runs_on_any_cpu(prompt_inputs):
     assert torch.isfinite(out).all()
     assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False)
                    for m in model.modules() if isinstance(m, bnb.nn.Linear4bit))
+
+
+def train_after_inference(prompt_inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Notebook 03's order on one model: an inference forward (packs on AVX512-BF16), then a training forward of a
+    4-bit layer with a bias; return the input gradient, and the same gradient from a model that never ran inference."""
+    grads = []
+    for infer_first in (True, False):
+        model = load_4bit(packed=True)
+        if infer_first:
+            logits(model, prompt_inputs)
+        layer = model.model.visual.blocks[0].attn.qkv
+        x = torch.linspace(-1, 1, 5 * layer.in_features, dtype=torch.bfloat16).reshape(5, -1).requires_grad_()
+        model.train()
+        layer(x).float().square().sum().backward()
+        grads.append(x.grad.float())
+    return grads[0], grads[1]
+
+
+@pytest.mark.skipif(not has_avx512bf16(), reason="only CPUs with AVX512-BF16 repack 4-bit weights for inference")
+def test_a_model_trains_after_inference(prompt_inputs):
+    after, fresh = train_after_inference(prompt_inputs)
+    assert (after - fresh).abs().max() <= 0.02 * fresh.abs().max()  # unpacking re-quantises the nested scales
+
+
+@pytest.mark.skipif(not has_avx512bf16(), reason="only CPUs with AVX512-BF16 repack 4-bit weights for inference")
+def test_without_the_workaround_training_after_inference_fails(prompt_inputs, monkeypatch):
+    """Negative control: bitsandbytes 0.50.2 alone (what notebook 03 hit at its first training step)."""
+    monkeypatch.setattr(bnb.nn.Linear4bit, "forward", bnb.nn.Linear4bit.forward.original)
+    with pytest.raises(RuntimeError, match="in-place operation"):
+        train_after_inference(prompt_inputs)

@@ -11,7 +11,9 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_ENV = {"COOKBOOK_TINY": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+# The kernels load tests/ipython's start-up files: no network, and the bitsandbytes CPU workaround (tests/bnb_cpu.py).
+TINY_ENV = {"COOKBOOK_TINY": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg",
+            "IPYTHONDIR": str(ROOT / "tests" / "ipython")}
 
 
 def execute(nb: nbformat.NotebookNode, path: Path) -> None:
