@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -204,7 +203,3 @@ def opening_cells(cells: list) -> list[str]:
             out.append(cell.source)
     return out
 
-
-def shutil_which_real_git() -> str | None:
-    """The machine's own git (the tests use it to list the checkout)."""
-    return shutil.which("git")
