@@ -8,20 +8,34 @@ import torch
 from PIL import Image
 from transformers import GenerationConfig
 
+from helpers.processors import end_of_turn_id
 
-def greedy_config(model: Any, max_new_tokens: int) -> GenerationConfig:
-    """A greedy `GenerationConfig` that keeps the model's stop tokens but none of its sampling settings."""
+
+def greedy_config(model: Any, processor: Any, max_new_tokens: int) -> GenerationConfig:
+    """Plain greedy decoding that stops at the model's EOS tokens and at the template's end of turn.
+
+    transformers fills every field left unset from the checkpoint's `generation_config.json` (Qwen2-VL-Instruct's
+    samples: `do_sample`, temperature, top_p, top_k), so each field that could change the argmax is set here.
+    """
     gen = model.generation_config
-    pad = gen.pad_token_id if gen.pad_token_id is not None else gen.eos_token_id
-    return GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=gen.eos_token_id,
-                            pad_token_id=pad[0] if isinstance(pad, list) else pad)
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    turn = end_of_turn_id(processor)  # idefics2's hub generation_config stops only at </s>
+    stops = [t for t in dict.fromkeys([*eos, turn]) if t is not None]
+    pad = processor.tokenizer.pad_token_id if processor.tokenizer.pad_token_id is not None else stops[0]
+    return GenerationConfig(do_sample=False, num_beams=1, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0,
+                            no_repeat_ngram_size=0, max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad)
 
 
 def batch_inputs(processor: Any, prompts: list[list[dict]], images: list[list[Image.Image]],
                  padding_side: str = "left") -> Any:
-    """Processor inputs for a batch of conversational prompts, padded on `padding_side`, with the generation prompt."""
+    """Processor inputs for a batch of conversational prompts, padded on `padding_side`, with the generation prompt.
+
+    Tokenized as TRL's trainers tokenize (the template alone supplies special tokens), so a prompt here is token for
+    token the prompt the model was trained on.
+    """
     texts = [processor.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    return processor(text=texts, images=images, padding=True, padding_side=padding_side, return_tensors="pt")
+    return processor(text=texts, images=images, padding=True, padding_side=padding_side, return_tensors="pt",
+                     add_special_tokens=False)
 
 
 @torch.no_grad()
@@ -33,7 +47,7 @@ def generate_ids(model: Any, processor: Any, prompts: list[list[dict]], images: 
     in eval mode (dropout off), as after `trainer.train()` it is still in training mode.
     """
     model.eval()
-    config = greedy_config(model, max_new_tokens)
+    config = greedy_config(model, processor, max_new_tokens)
     stops = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
     out: list[list[int]] = []
     for start in range(0, len(prompts), batch_size):

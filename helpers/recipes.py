@@ -5,27 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText
 
 from helpers.tiny import resolve
-from helpers.vision import qwen2vl_size_kwargs
-
-
-def processor_kwargs(model_id: str, max_pixels: int) -> dict:
-    """Notebook settings per family: Qwen2-VL caps image tokens, Idefics2 turns image splitting off."""
-    return qwen2vl_size_kwargs(max_pixels) if "qwen2" in model_id.lower() else {"do_image_splitting": False}
+from helpers.processors import load_processor
 
 
 def load_vlm(model_args: Any, max_pixels: int) -> tuple[Any, Any]:
     """(model, processor) for TRL's `ModelConfig`, with hub ids resolved (tiny mode) and 4-bit when asked."""
+    from accelerate import PartialState
     from trl import get_quantization_config
 
     model_id = resolve(model_args.model_name_or_path)
-    processor = AutoProcessor.from_pretrained(model_id, **processor_kwargs(model_args.model_name_or_path, max_pixels))
+    processor = load_processor(model_args.model_name_or_path, max_pixels)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    quantization = get_quantization_config(model_args)
+    on_gpu = quantization is not None and torch.cuda.is_available()  # 4-bit weights load straight onto this rank's GPU
     model = AutoModelForImageTextToText.from_pretrained(
-        model_id, dtype=dtype, attn_implementation=model_args.attn_implementation,
-        quantization_config=get_quantization_config(model_args))
+        model_id, dtype=dtype, attn_implementation=model_args.attn_implementation, quantization_config=quantization,
+        device_map={"": PartialState().local_process_index} if on_gpu else None)
     return model, processor
 
 

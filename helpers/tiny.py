@@ -7,11 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from helpers.paths import CONFIG_DIR, DATA_DIR, REPO_ROOT  # noqa: F401  (re-exported for the notebooks)
+
 TINY_ENV = "COOKBOOK_TINY"
 CACHE_ENV = "COOKBOOK_CACHE"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data_samples"
-CONFIG_DIR = DATA_DIR / "configs"
 
 TINY_DATASETS = {
     "HuggingFaceM4/ChartQA": "chartqa",
@@ -24,7 +23,7 @@ TINY_MODELS = {
     "HuggingFaceM4/idefics2-8b": "idefics2",
 }
 # Bump when the tiny builders change so stale cached checkpoints are rebuilt.
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
 
 
 def is_tiny() -> bool:

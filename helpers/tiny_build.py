@@ -1,35 +1,22 @@
-"""Build tiny random-weight Qwen2-VL and Idefics2 checkpoints with the real processor classes and chat templates."""
+"""Build tiny checkpoints that are the hub repositories' files with only the sizes shrunk (and random weights)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import torch
-from transformers import (
-    GenerationConfig,
-    Idefics2Config,
-    Idefics2ForConditionalGeneration,
-    Idefics2ImageProcessor,
-    Idefics2Processor,
-    LlamaTokenizer,
-    Qwen2Tokenizer,
-    Qwen2VLConfig,
-    Qwen2VLForConditionalGeneration,
-    Qwen2VLImageProcessor,
-    Qwen2VLProcessor,
-    Qwen2VLVideoProcessor,
-)
+from transformers import AutoConfig, AutoModelForImageTextToText, LlamaTokenizer, Qwen2Tokenizer
 
-from helpers.tiny import CONFIG_DIR, DATA_DIR
+from helpers.paths import CONFIG_DIR, DATA_DIR
 
 SEED = 0
-VOCAB_SIZE = 2048
-# Wide enough that generations depend on the input: the default 0.02 makes every answer the same tokens.
+TINY_VOCAB = 1024  # BPE merges trained on the shipped sample text; the hub's special tokens follow, as on the hub
+# Random weights this wide make answers depend on the input (0.02, the hub's initializer_range, makes every answer the
+# same tokens). It only sets how the random weights are drawn: config.json keeps the hub's value.
 INIT_RANGE = 0.2
-TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, initializer_range=INIT_RANGE)
 # Words the chat templates and the notebooks' prompts use, so they tokenize like text, not like bytes.
 EXTRA_TEXT = [
     "system user assistant User: Assistant: You are a helpful assistant.",
@@ -37,15 +24,52 @@ EXTRA_TEXT = [
     "Answer yes or no. Describe the product in two sentences. Write a product description.",
 ]
 
+# Each tiny checkpoint: the hub files it holds (name in the checkpoint -> shipped copy in data_samples/configs/), the
+# config keys shrunk (dotted paths; every other key is the hub's), and the hub id of its first added token.
+# Widths are multiples of 64 so that bitsandbytes' AVX512-BF16 CPU path can repack every 4-bit layer (it needs
+# in_features divisible by the 64-value quantisation block and out_features by 32).
+SPECS: dict[str, dict[str, Any]] = {
+    "qwen2_vl": {
+        "files": {
+            "config.json": "qwen2-vl-7b-instruct.config.json",
+            "preprocessor_config.json": "qwen2-vl-instruct.preprocessor_config.json",
+            "chat_template.json": "qwen2-vl-instruct.chat_template.json",
+            "generation_config.json": "qwen2-vl-7b-instruct.generation_config.json",
+            "tokenizer_config.json": "qwen2-vl-7b-instruct.tokenizer_config.json",
+        },
+        "added_tokens": "qwen2-vl-instruct.added_tokens.json",
+        "vocab_multiple": 128,  # the hub pads 151,657 tokens to 152,064 rows (7B) and 151,936 (2B)
+        "shrink": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "rope_scaling.mrope_section": [2, 3, 3], "vision_config.depth": 2,
+                   "vision_config.embed_dim": 64, "vision_config.num_heads": 4, "vision_config.hidden_size": 64},
+    },
+    "idefics2": {
+        "files": {
+            "config.json": "idefics2-8b.config.json",
+            "preprocessor_config.json": "idefics2-8b.preprocessor_config.json",
+            "processor_config.json": "idefics2-8b.processor_config.json",
+            "added_tokens.json": "idefics2-8b.added_tokens.json",
+            "generation_config.json": "idefics2-8b.generation_config.json",
+            "special_tokens_map.json": "idefics2-8b.special_tokens_map.json",
+        },
+        "added_tokens": "idefics2-8b.added_tokens.json",
+        "vocab_multiple": 1,  # 32,003 rows: Mistral's 32,000 and the 3 added tokens, unpadded
+        "shrink": {"text_config.hidden_size": 64, "text_config.intermediate_size": 128,
+                   "text_config.num_hidden_layers": 2, "text_config.num_attention_heads": 4,
+                   "text_config.num_key_value_heads": 2, "vision_config.hidden_size": 64,
+                   "vision_config.intermediate_size": 128, "vision_config.num_hidden_layers": 2,
+                   "vision_config.num_attention_heads": 4, "perceiver_config.hidden_size": 64, "perceiver_config.resampler_depth": 1,
+                   "perceiver_config.resampler_n_heads": 4, "perceiver_config.resampler_head_dim": 16,
+                   "perceiver_config.num_key_value_heads": 2},
+    },
+}
+VOCAB_KEYS = ("vocab_size", "text_config.vocab_size")
+ID_KEYS = ("token_id", "token_ids", "words_ids")  # keys whose values are token ids (bad_words_ids: lists of lists)  # shrunk to the tiny tokenizer's padded size
 
-def _reference(name: str) -> dict:
-    """Load one of the real hub files shipped in data_samples/configs."""
-    return json.loads((CONFIG_DIR / name).read_text())
 
-
-def _processor_kwargs(name: str) -> dict:
-    """A shipped preprocessor config as constructor arguments (without its class-name fields)."""
-    return {k: v for k, v in _reference(name).items() if k not in ("image_processor_type", "processor_class")}
+def hub_file(name: str) -> str:
+    """The text of a hub file shipped in data_samples/configs/."""
+    return (CONFIG_DIR / name).read_text()
 
 
 def corpus() -> list[str]:
@@ -62,72 +86,124 @@ def corpus() -> list[str]:
     return texts
 
 
-def _llama_with_byte_fallback(trained: LlamaTokenizer, specials: list[str]) -> LlamaTokenizer:
-    """Rebuild a trained Llama tokenizer with the 256 <0xNN> byte tokens at ids 3..258, as in Mistral's vocab."""
-    model = json.loads(trained.backend_tokenizer.to_str())["model"]
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"<0x{b:02X}>": 3 + b for b in range(256)}
-    for token, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1]):
-        vocab.setdefault(token, len(vocab))
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tok = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, pad_token="<unk>")
-    tok.add_special_tokens({"additional_special_tokens": specials})
-    return tok
+def id_map(kind: str, first_added_id: int) -> dict[int, int]:
+    """Hub id -> tiny id of each added token: the same order, moved to follow the tiny vocabulary."""
+    added = json.loads(hub_file(SPECS[kind]["added_tokens"]))
+    start = min(added.values())
+    return {hub: first_added_id + hub - start for hub in added.values()}
+
+
+def remap_ids(value: Any, ids: dict[int, int], key: str = "") -> Any:
+    """`value` with every token id moved by `ids`: values of keys ending in ID_KEYS, and added_tokens_decoder's keys."""
+    if isinstance(value, dict):
+        return {str(ids.get(int(k), k)) if key == "added_tokens_decoder" and k.isdigit() else k: remap_ids(v, ids, k)
+                for k, v in value.items()}
+    if key.endswith(ID_KEYS):
+        if isinstance(value, list):
+            return [remap_ids(v, ids, key) for v in value]
+        return ids.get(value, value) if isinstance(value, int) else value
+    return value
+
+
+def shrink(config: dict, sizes: dict[str, Any]) -> dict:
+    """A copy of `config` with the dotted keys of `sizes` set (nested dicts created where the hub file omits them)."""
+    out = json.loads(json.dumps(config))
+    for dotted, size in sizes.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = size
+    return out
+
+
+def _write_hub_files(out: Path, kind: str, ids: dict[int, int], vocab_size: int) -> None:
+    """Write every hub file of `kind`: verbatim, or with sizes shrunk and token ids moved where it holds them."""
+    spec = SPECS[kind]
+    for name, source in spec["files"].items():
+        text = hub_file(source)
+        if name == "config.json":
+            config = shrink(json.loads(text), spec["shrink"] | {k: vocab_size for k in VOCAB_KEYS if _has(text, k)})
+            text = json.dumps(remap_ids(config, ids), indent=2) + "\n"
+        elif name == "added_tokens.json":
+            text = json.dumps({t: ids[i] for t, i in json.loads(text).items()}) + "\n"
+        elif any(k in text for k in ("token_id", "added_tokens_decoder")):
+            text = json.dumps(remap_ids(json.loads(text), ids), indent=2) + "\n"
+        (out / name).write_text(text)
+
+
+def _has(config_text: str, dotted: str) -> bool:
+    """Whether the hub config holds the dotted key."""
+    node: Any = json.loads(config_text)
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _padded(n: int, multiple: int) -> int:
+    """`n` rounded up to a multiple of `multiple`, as the hub pads its embedding tables."""
+    return -(-n // multiple) * multiple
+
+
+def _trained_bpe(tokenizer: Any) -> tuple[list[str], list]:
+    """The regular tokens (in id order) and merges of a tokenizer trained on the sample corpus."""
+    model = json.loads(tokenizer.train_new_from_iterator([corpus()], vocab_size=TINY_VOCAB).backend_tokenizer.to_str())
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["model"]["merges"]]
+    return [t for t, _ in sorted(model["model"]["vocab"].items(), key=lambda kv: kv[1])], merges
+
+
+def _save_model(out: Path, kind: str) -> None:
+    """Random weights for the shrunk config, drawn wide (INIT_RANGE), saved in the hub's dtype."""
+    config = AutoConfig.from_pretrained(out)
+    dtype = getattr(torch, json.loads((out / "config.json").read_text())["torch_dtype"])
+    for sub in [config, *(getattr(config, k) for k in config.sub_configs)]:
+        sub.initializer_range = INIT_RANGE
+    torch.manual_seed(SEED)
+    model = AutoModelForImageTextToText.from_config(config).to(dtype)
+    model.save_pretrained(out)
+    _write_hub_files(out, kind, *_written_ids(out, kind))  # save_pretrained rewrote config.json: restore the hub's
+
+
+def _written_ids(out: Path, kind: str) -> tuple[dict[int, int], int]:
+    """The id map and vocabulary size recorded in the tiny tokenizer saved in `out`."""
+    added = json.loads(hub_file(SPECS[kind]["added_tokens"]))
+    tokens = json.loads((out / "tokenizer.json").read_text())["added_tokens"]
+    first = min(t["id"] for t in tokens if t["content"] in added)
+    n = max(t["id"] for t in tokens) + 1
+    return id_map(kind, first), _padded(n, SPECS[kind]["vocab_multiple"])
 
 
 def build_qwen2_vl(out: Path) -> None:
-    """Save a tiny Qwen2-VL (real processor, template, special tokens) to `out`."""
-    added = _reference("qwen2-vl-instruct.added_tokens.json")
-    specials = [t for t, _ in sorted(added.items(), key=lambda kv: kv[1]) if t != "<|endoftext|>"]
-    tok = Qwen2Tokenizer().train_new_from_iterator([corpus()], vocab_size=VOCAB_SIZE, new_special_tokens=specials)
-    tok.eos_token = "<|im_end|>"
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**_processor_kwargs("qwen2-vl-instruct.preprocessor_config.json")),
-        video_processor=Qwen2VLVideoProcessor(),
-        tokenizer=tok,
-        chat_template=_reference("qwen2-vl-instruct.chat_template.json")["chat_template"],
-    )
-    ids = {name: tok.convert_tokens_to_ids(t) for name, t in [
-        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
-    eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
-    config = Qwen2VLConfig(
-        text_config=dict(TINY_TEXT, vocab_size=len(tok), bos_token_id=pad, eos_token_id=eos, pad_token_id=pad,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, rope_theta=1e6),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, initializer_range=INIT_RANGE),
-        initializer_range=INIT_RANGE, **ids,
-    )
-    torch.manual_seed(SEED)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(eos_token_id=[eos, pad], pad_token_id=pad, do_sample=False)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    """Tiny Qwen2-VL-Instruct: the hub's config (shrunk), processor files and 14 added tokens; random weights."""
+    added = json.loads(hub_file(SPECS["qwen2_vl"]["added_tokens"]))
+    regular, merges = _trained_bpe(Qwen2Tokenizer())
+    regular = [t for t in regular if t not in added]
+    vocab = {t: i for i, t in enumerate(regular)} | {t: len(regular) + i - min(added.values()) for t, i in added.items()}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         unk_token=None, errors="replace")
+    tok.add_special_tokens({"additional_special_tokens": [t for t in sorted(added, key=added.get)
+                                                          if t not in ("<|endoftext|>", "<|im_end|>")]})
+    tok.save_pretrained(out)
+    _write_hub_files(out, "qwen2_vl", *_written_ids(out, "qwen2_vl"))
+    _save_model(out, "qwen2_vl")
 
 
 def build_idefics2(out: Path) -> None:
-    """Save a tiny Idefics2 (real processor, template, special tokens) to `out`."""
-    specials = list(_reference("idefics2-8b.added_tokens.json"))
-    trained = LlamaTokenizer().train_new_from_iterator([corpus()], vocab_size=VOCAB_SIZE)
-    tok = _llama_with_byte_fallback(trained, specials)
-    proc_cfg = _reference("idefics2-8b.processor_config.json")
-    image_processor = Idefics2ImageProcessor(**_processor_kwargs("idefics2-8b.preprocessor_config.json"))
-    processor = Idefics2Processor(image_processor=image_processor, tokenizer=tok,
-                                  image_seq_len=proc_cfg["image_seq_len"], chat_template=proc_cfg["chat_template"])
-    eou = tok.convert_tokens_to_ids("<end_of_utterance>")
-    config = Idefics2Config(
-        text_config=dict(TINY_TEXT, model_type="mistral", vocab_size=len(tok), pad_token_id=0, bos_token_id=1,
-                         eos_token_id=2, rms_norm_eps=1e-5),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=980, patch_size=14, initializer_range=INIT_RANGE),
-        perceiver_config=dict(hidden_size=64, rms_norm_eps=1e-5, resampler_n_latents=proc_cfg["image_seq_len"],
-                              resampler_depth=1, resampler_n_heads=4, resampler_head_dim=16, num_key_value_heads=2,
-                              initializer_range=INIT_RANGE),
-        image_token_id=tok.convert_tokens_to_ids("<image>"), initializer_range=INIT_RANGE,
-    )
-    torch.manual_seed(SEED)
-    model = Idefics2ForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(eos_token_id=[2, eou], pad_token_id=0, bos_token_id=1, do_sample=False)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    """Tiny idefics2-8b: the hub's config (shrunk) and processor files, a Mistral-style vocabulary; random weights."""
+    added = json.loads(hub_file(SPECS["idefics2"]["added_tokens"]))
+    regular, merges = _trained_bpe(LlamaTokenizer())
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2} | {f"<0x{b:02X}>": 3 + b for b in range(256)}  # as in Mistral's vocab
+    for token in regular:
+        vocab.setdefault(token, len(vocab))
+    first = len(vocab)
+    vocab |= {t: first + i - min(added.values()) for t, i in added.items()}
+    tok = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, pad_token="<unk>")
+    tok.add_special_tokens({"additional_special_tokens": sorted(added, key=added.get)})
+    tok.save_pretrained(out)
+    _write_hub_files(out, "idefics2", *_written_ids(out, "idefics2"))
+    _save_model(out, "idefics2")
 
 
 BUILDERS = {"qwen2_vl": build_qwen2_vl, "idefics2": build_idefics2}

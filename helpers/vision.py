@@ -80,8 +80,3 @@ def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
 
 # Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
 CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
-
-
-def qwen2vl_size_kwargs(max_pixels: int = CHARTQA_MAX_PIXELS, min_pixels: int = QWEN2VL_MIN_PIXELS) -> dict:
-    """`AutoProcessor.from_pretrained(..., **kwargs)` arguments capping Qwen2-VL's image tokens (transformers 5 form)."""
-    return {"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}

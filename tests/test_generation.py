@@ -9,19 +9,18 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from helpers.amber import load_amber, yes_no_prompt
 from helpers.generation import batch_inputs, generate_ids
 from helpers.tiny import resolve
-from helpers.vision import qwen2vl_size_kwargs
+from helpers.processors import load_processor
 
-MODELS = {"Qwen/Qwen2-VL-7B-Instruct": qwen2vl_size_kwargs(256 * 28 * 28),
-          "HuggingFaceM4/idefics2-8b": {"do_image_splitting": False}}
+MODELS = ["Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"]
 QUESTIONS = ["Is there a tree in this image?", "Describe everything you can see in this picture, one object at a time.",
              "Is the car green?", "What colour is the largest object, and where is it?"]
 SIZES = [(224, 168), (448, 336), (300, 500), (392, 392)]
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
+@pytest.fixture(scope="module", params=MODELS)
 def setup(request):
+    processor = load_processor(request.param, max_pixels=256 * 28 * 28)  # what the scripts and notebooks load
     model_id = resolve(request.param)
-    processor = AutoProcessor.from_pretrained(model_id, **MODELS[request.param])
     model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.float32)
     images = load_amber(limit=4)["image"]
     prompts = [yes_no_prompt(q) for q in QUESTIONS]

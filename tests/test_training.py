@@ -12,7 +12,7 @@ from trl import SFTConfig, SFTTrainer
 from helpers.data import format_dataset
 from helpers.tiny import resolve
 from helpers.training import Disconnect, DisconnectAfter, last_checkpoint, train_resumable
-from helpers.vision import qwen2vl_size_kwargs
+from helpers.processors import cap_image_tokens
 
 MODEL = "Qwen/Qwen2-VL-7B-Instruct"
 STEPS = 6
@@ -26,7 +26,7 @@ def data():
 
 def make_trainer(data, output_dir, callbacks=()):
     model_id = resolve(MODEL)
-    processor = AutoProcessor.from_pretrained(model_id, **qwen2vl_size_kwargs(16 * 28 * 28))
+    processor = cap_image_tokens(AutoProcessor.from_pretrained(model_id), max_pixels=16 * 28 * 28)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForImageTextToText.from_pretrained(model_id, quantization_config=quant, dtype=torch.bfloat16)
