@@ -61,16 +61,22 @@ DRIVE = '''"""google.colab.drive stand-in: mount() creates the folder it is give
 import os, shutil
 
 mounted = []
+mounting = False  # the mount's own file operations are not reads of Drive by the notebook
 
 
 def mount(mountpoint, force_remount=False, **kwargs):
-    if os.path.isdir(mountpoint) and os.listdir(mountpoint) and not force_remount:
-        raise ValueError("Mountpoint must not already contain files")
-    template = os.environ.get("COLAB_FAKE_DRIVE")
-    if template:
-        shutil.copytree(template, os.path.join(mountpoint, "MyDrive"), dirs_exist_ok=True)
-    os.makedirs(os.path.join(mountpoint, "MyDrive"), exist_ok=True)
-    mounted.append(mountpoint)
+    global mounting
+    mounting = True
+    try:
+        if os.path.isdir(mountpoint) and os.listdir(mountpoint) and not force_remount:
+            raise ValueError("Mountpoint must not already contain files")
+        template = os.environ.get("COLAB_FAKE_DRIVE")
+        if template:
+            shutil.copytree(template, os.path.join(mountpoint, "MyDrive"), dirs_exist_ok=True)
+        os.makedirs(os.path.join(mountpoint, "MyDrive"), exist_ok=True)
+        mounted.append(mountpoint)
+    finally:
+        mounting = False
     print("Mounted at", mountpoint)
 '''
 
@@ -87,13 +93,14 @@ from google.colab import drive as _colab_drive
 _DRIVE = {drive!r}
 _drive_reads_before_mount = []
 def _colab_audit(event, args, _reads=_drive_reads_before_mount, _drive=_colab_drive):
-    if event in ("open", "os.listdir", "os.scandir", "os.mkdir") and args and not _drive.mounted:
+    if event in ("open", "os.listdir", "os.scandir", "os.mkdir") and args and not (_drive.mounted or _drive.mounting):
         path = args[0]
         if isinstance(path, (str, bytes, os.PathLike)) and os.fsdecode(path).startswith(_DRIVE):
             _reads.append((event, os.fsdecode(path)))
 sys.addaudithook(_colab_audit)
 assert importlib.util.find_spec("helpers") is None, "the emulation must start without an importable helpers"
 assert os.getcwd() == {content!r}
+assert sys.prefix == {prefix!r}, "the kernel must run in the test's environment"
 '''
 
 
@@ -153,7 +160,7 @@ def run_cells(sources: list[str], tmp: Path, drive_template: Path | None = None,
     kc.start_channels()
     try:
         kc.wait_for_ready(timeout=120)
-        error = _execute(kc, SETUP.format(drive=str(content / "drive"), content=str(content)), timeout)
+        error = _execute(kc, SETUP.format(drive=str(content / "drive"), content=str(content), prefix=sys.prefix), timeout)
         if error:
             raise RuntimeError(f"emulation set-up failed: {error}")
         for source in sources:

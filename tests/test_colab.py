@@ -183,3 +183,13 @@ ok = AutoModelForImageTextToText.from_pretrained(qwen_id, device_map="auto")
 processor = AutoProcessor.from_pretrained(qwen_id)
 sft = PeftModel.from_pretrained(ok, adapter)'''
     assert len(unplaced_models(source)) == 2
+
+
+def test_negative_control_a_drive_folder_made_before_the_mount_is_caught(tmp_path):
+    path = next(p for p in NOTEBOOKS if p.name.startswith("04"))
+    cells = opening_cells(notebook(path).cells)
+    mount = next(i for i, c in enumerate(cells) if "drive.mount(" in c)
+    early = 'from pathlib import Path\nPath(RUN["output_dir"]).mkdir(parents=True, exist_ok=True)'
+    run = run_cells(cells[:mount] + [early] + cells[mount:], tmp_path)
+    assert run.drive_reads_before_mount and run.drive_reads_before_mount[0][0] == "os.mkdir"
+    assert run.error and "Mountpoint must not already contain files" in run.error
