@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,13 @@ def generation_seconds_lower_bound(config: str | Path | PretrainedConfig, card: 
     return prefill + steps * weight_bytes(plain, torch.bfloat16, load_in_4bit=load_in_4bit) / bandwidth
 
 
-def free_memory() -> float:
-    """Collect garbage and return cached CUDA blocks to the driver (after `del`); returns the GiB still allocated."""
+def free_memory(*released: weakref.ref) -> float:
+    """Collect garbage and give cached CUDA blocks back (after `del`); return the GiB still allocated. Raise if a model
+    whose weak reference is passed in `released` is still alive: something else (a trainer, a wrapper) holds it."""
     gc.collect()
+    alive = [type(ref()).__name__ for ref in released if ref() is not None]
+    if alive:
+        raise RuntimeError(f"still referenced after del: {alive}")
     if not torch.cuda.is_available():
         return 0.0
     torch.cuda.empty_cache()

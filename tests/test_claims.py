@@ -78,3 +78,22 @@ def test_dpo_disable_dropout_zeroes_lora_dropout(tiny_qwen, tmp_path, disable_dr
                          processing_class=processor, peft_config=copy.deepcopy(DPO_LORA))
     lora = [m.p for n, m in trainer.model.named_modules() if ".lora_dropout." in n and isinstance(m, torch.nn.Dropout)]
     assert lora and set(lora) == {expected}
+
+
+@pytest.mark.parametrize("quantized, dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_trl_keeps_qlora_adapters_in_bf16(tmp_path, quantized, dtype):
+    """Notebook 02: under TRL, LoRA on a 4-bit base is bf16 (8 bytes a parameter with AdamW); on a bf16 base, fp32."""
+    from datasets import load_dataset
+    from transformers import BitsAndBytesConfig
+
+    model_id = resolve("Qwen/Qwen2-VL-7B-Instruct")
+    nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=torch.bfloat16) if quantized else None
+    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.bfloat16, quantization_config=nf4)
+    rows, _ = format_dataset(load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:2]"), "chartqa")
+    trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=str(tmp_path), max_length=None, report_to="none",
+                                                     use_cpu=True, bf16=True),
+                         train_dataset=rows, processing_class=AutoProcessor.from_pretrained(model_id),
+                         peft_config=copy.deepcopy(SFT_LORA))
+    lora = {p.dtype for n, p in trainer.model.named_parameters() if "lora_" in n}
+    assert lora == {dtype}

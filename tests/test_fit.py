@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from peft import LoraConfig
 
 from helpers.budget import estimate_training_memory
@@ -45,8 +47,15 @@ def test_time_floor_grows_with_work():
     assert generation_seconds_lower_bound(QWEN_7B, "A100 40GB", 2500, 16, 669, 16, load_in_4bit=True) < base
 
 
-def test_free_memory_without_a_gpu():
-    assert free_memory() == 0.0
+def test_free_memory_checks_that_released_models_are_gone():
+    model = torch.nn.Linear(2, 2)
+    released = weakref.ref(model)
+    holder = [model]
+    del model
+    with pytest.raises(RuntimeError, match="Linear"):  # negative control: the list still holds it
+        free_memory(released)
+    del holder
+    assert free_memory(released) == 0.0 and released() is None
 
 
 @pytest.mark.parametrize("name", ["03", "04", "05"])
