@@ -125,7 +125,7 @@ def test_opening_cells_run_as_on_colab(path, tmp_path):
 
 def test_negative_control_an_editable_install_fails_the_emulation(tmp_path):
     cells = opening_cells(notebook(NOTEBOOKS[0]).cells)
-    run = run_cells([OLD_INSTALL] + cells[1:], tmp_path)
+    run = run_cells([OLD_INSTALL] + cells[2:], tmp_path)  # without the versions cell (its imports take time)
     assert run.error and run.error.startswith("ModuleNotFoundError") and "helpers" in run.error
     assert run.helpers_file is None
     assert pip_problems([c[1:] for c in run.calls if c[0] == "pip"]), "the editable install is flagged too"
@@ -137,6 +137,7 @@ def test_negative_control_a_drive_path_read_before_the_mount_fails_the_emulation
     mount = next(i for i, c in enumerate(cells) if "drive.mount(" in c)
     reader = next(i for i, c in enumerate(cells) if i > mount and "is_dir()" in c)
     cells[mount], cells[reader] = cells[reader], cells[mount]  # the order notebook 05 had before issue 15
+    cells[1] = "import torch"  # instead of the versions cell: the mode cell needs torch only
     run = run_cells(cells[:mount + 1], tmp_path, drive_template(tmp_path))
     assert run.error and run.error.startswith("AssertionError") and "not found" in run.error
     assert run.mounted == []
@@ -190,6 +191,7 @@ def test_negative_control_a_drive_folder_made_before_the_mount_is_caught(tmp_pat
     cells = opening_cells(notebook(path).cells)
     mount = next(i for i, c in enumerate(cells) if "drive.mount(" in c)
     early = 'from pathlib import Path\nPath(RUN["output_dir"]).mkdir(parents=True, exist_ok=True)'
+    cells[1] = "import torch"  # instead of the versions cell: the mode cell needs no more
     run = run_cells(cells[:mount] + [early] + cells[mount:], tmp_path)
     assert run.drive_reads_before_mount and run.drive_reads_before_mount[0][0] == "os.mkdir"
     assert run.error and "Mountpoint must not already contain files" in run.error
