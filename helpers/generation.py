@@ -15,7 +15,8 @@ def greedy_config(model: Any, processor: Any, max_new_tokens: int) -> Generation
     """Plain greedy decoding that stops at the model's EOS tokens and at the template's end of turn.
 
     transformers fills every field left unset from the checkpoint's `generation_config.json` (Qwen2-VL-Instruct's
-    samples: `do_sample`, temperature, top_p, top_k), so each field that could change the argmax is set here.
+    samples: `do_sample`, temperature, top_p, top_k), so each field that could change the argmax is set here. Kept
+    from the file: its stop tokens and `bad_words_ids` (idefics2 forbids its image placeholders in answers).
     """
     gen = model.generation_config
     eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
@@ -23,7 +24,8 @@ def greedy_config(model: Any, processor: Any, max_new_tokens: int) -> Generation
     stops = [t for t in dict.fromkeys([*eos, turn]) if t is not None]
     pad = processor.tokenizer.pad_token_id if processor.tokenizer.pad_token_id is not None else stops[0]
     return GenerationConfig(do_sample=False, num_beams=1, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0,
-                            no_repeat_ngram_size=0, max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad)
+                            no_repeat_ngram_size=0, suppress_tokens=[], begin_suppress_tokens=[],
+                            max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad)
 
 
 def batch_inputs(processor: Any, prompts: list[list[dict]], images: list[list[Image.Image]],

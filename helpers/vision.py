@@ -80,10 +80,3 @@ def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
 
 # Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
 CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
-
-
-def qwen2vl_size_kwargs(max_pixels: int = CHARTQA_MAX_PIXELS, min_pixels: int = QWEN2VL_MIN_PIXELS) -> dict:
-    """`AutoProcessor.from_pretrained(..., **kwargs)` arguments capping Qwen2-VL's image tokens: the hub's own
-    `min_pixels` / `max_pixels` keys (a `size=` argument is ignored when the hub's preprocessor_config.json has them).
-    Kept for the notebooks that still call it; `helpers.processors.cap_image_tokens` sets the cap on a loaded one."""
-    return {"min_pixels": min_pixels, "max_pixels": max_pixels}
