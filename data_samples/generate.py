@@ -235,16 +235,25 @@ def make_amber(rng: random.Random) -> None:
         name = f"AMBER_{n + 1}.png"
         image.save(out / "images" / name, optimize=True)
         absent = [o for o in OBJECTS if o not in objs]
-        asks = [(f"Is there a {o} in this image?", "yes", "existence") for o in rng.sample(list(objs), 2)]
-        asks += [(f"Is there a {o} in this image?", "no", "existence") for o in rng.sample(absent, min(2, len(absent)))]
+        # AMBER's own `type` values: existence is "discriminative-hallucination"; relation queries whose truth is
+        # "yes" are "discriminative-relation" and those whose truth is "no" are "relation" (as in its annotations.json)
+        asks = [(f"Is there a {o} in this image?", "yes", "discriminative-hallucination") for o in rng.sample(list(objs), 2)]
+        asks += [(f"Is there a {o} in this image?", "no", "discriminative-hallucination")
+                 for o in rng.sample(absent, min(2, len(absent)))]
         coloured = [o for o, c in objs.items() if c in COLORS and o not in ("sun", "tree")]
         if coloured:
             o = rng.choice(coloured)
             c = objs[o] if rng.random() < 0.5 else rng.choice([k for k in COLORS if k != objs[o]])
-            asks.append((f"Is the {o} {c}?", "yes" if c == objs[o] else "no", "attribute-state"))
+            asks.append((f"Is the {o} {c}?", "yes" if c == objs[o] else "no", "discriminative-attribute-state"))
+        ground = [o for o in objs if o not in ("sun", "cloud")]  # drawn left to right in dict order
+        if len(ground) >= 2:
+            a, b = rng.sample(ground, 2)
+            left = ground.index(a) < ground.index(b)
+            asks.append((f"Is the {a} to the left of the {b} in this image?", "yes" if left else "no",
+                         "discriminative-relation" if left else "relation"))
         for query, truth, kind in asks:
             queries.append({"id": qid, "image": name, "query": query})
-            annotations.append({"id": qid, "type": f"discriminative-{kind}", "truth": truth})
+            annotations.append({"id": qid, "type": kind, "truth": truth})
             qid += 1
     (out / "query_discriminative.json").write_text(json.dumps(queries, indent=1) + "\n")
     (out / "annotations.json").write_text(json.dumps(annotations, indent=1) + "\n")

@@ -28,14 +28,27 @@ def relaxed_correctness(prediction: str, target: str, max_relative_change: float
     return prediction.strip().lower() == target.strip().lower()
 
 
-def relaxed_accuracy(predictions: list[str], labels: list[list[str]]) -> float:
-    """Mean relaxed correctness over questions; with several gold labels the best one counts."""
+def relaxed_accuracy(predictions: list[str], labels: list[list[str] | str]) -> float:
+    """Mean relaxed correctness over questions; with several gold labels the best one counts.
+
+    Each label is a list of gold strings (the hub's ChartQA) or one string (formatted mirrors store it so); a bare
+    string is one label, never iterated character by character. Any other shape raises TypeError."""
     if len(predictions) != len(labels):
         raise ValueError(f"{len(predictions)} predictions for {len(labels)} label lists")
     if not predictions:
         raise ValueError("no predictions")
-    hits = [any(relaxed_correctness(p, g) for g in golds) for p, golds in zip(predictions, labels)]
+    golds = [_gold_list(g) for g in labels]
+    hits = [any(relaxed_correctness(p, g) for g in gold) for p, gold in zip(predictions, golds)]
     return sum(hits) / len(hits)
+
+
+def _gold_list(label: object) -> list[str]:
+    """One question's gold answers as a list: a string is one answer; a list or tuple must hold strings."""
+    if isinstance(label, str):
+        return [label]
+    if isinstance(label, (list, tuple)) and label and all(isinstance(g, str) for g in label):
+        return list(label)
+    raise TypeError(f"a label must be a string or a non-empty list of strings, got {label!r}")
 
 
 def normalize_yes_no(answer: str) -> str | None:

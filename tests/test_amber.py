@@ -2,16 +2,89 @@
 
 from __future__ import annotations
 
-from helpers.amber import YES_NO_INSTRUCTION, load_amber, yes_no_prompt
+import json
+import zipfile
+
+import pytest
+
+from helpers.amber import (DIMENSIONS, SAMPLE_DIR, YES_NO_INSTRUCTION, amber_scores, fetch_amber, load_amber,
+                           yes_no_prompt)
+from helpers.metrics import yes_no_metrics
 from helpers.tiny import tiny_run_dir
 
 
 def test_sample_joins_queries_with_truths():
     amber = load_amber()
-    assert len(amber) == 60 and set(amber["truth"]) == {"yes", "no"}
+    assert len(amber) == 70 and set(amber["truth"]) == {"yes", "no"}
     assert amber[0]["id"] == 1005 and amber[0]["image"].size[0] > 0
-    assert all(t.startswith("discriminative") for t in amber["type"])
     assert len(load_amber(limit=5)) == 5
+
+
+def test_sample_types_are_ambers_own():
+    types = {a["type"] for a in json.loads((SAMPLE_DIR / "annotations.json").read_text())}
+    assert types <= set(DIMENSIONS) and {"discriminative-hallucination", "discriminative-relation", "relation"} <= types
+    amber = load_amber()
+    assert set(amber["dimension"]) == {"existence", "attribute", "relation"}
+    # AMBER labels its relation queries whose truth is "no" `relation`, the others `discriminative-relation`
+    assert all((t == "relation") == (truth == "no") for t, truth in zip(amber["type"], amber["truth"])
+               if DIMENSIONS[t] == "relation")
+
+
+def test_per_dimension_subset_keeps_every_dimension():
+    sub = load_amber(per_dimension=3)
+    assert len(sub) == 9 and sorted(sub["dimension"]) == ["attribute"] * 3 + ["existence"] * 3 + ["relation"] * 3
+
+
+def _amber_copy(tmp_path, image_name):
+    """A one-query AMBER folder whose query names `image_name`."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "query_discriminative.json").write_text(json.dumps([{"id": 1005, "image": image_name, "query": "?"}]))
+    (tmp_path / "annotations.json").write_text(json.dumps([{"id": 1005, "type": "relation", "truth": "no"}]))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["../query_discriminative.json", "../../etc/passwd", "/etc/passwd", "sub/../../x.png"])
+def test_load_amber_refuses_an_image_outside_its_folder(tmp_path, name):
+    with pytest.raises(ValueError, match="escapes"):
+        load_amber(_amber_copy(tmp_path, name))
+
+
+def test_load_amber_negative_control_a_plain_name_loads(tmp_path):
+    root = _amber_copy(tmp_path, "AMBER_1.png")
+    (root / "images" / "AMBER_1.png").write_bytes((SAMPLE_DIR / "images" / "AMBER_1.png").read_bytes())
+    assert load_amber(root)[0]["image"].size[0] > 0
+
+
+def test_amber_scores_per_dimension_as_ambers_inference():
+    preds = ["No", "yes", "No.", "Yes", "no", "Yes"]
+    truths = ["no", "yes", "yes", "no", "no", "yes"]
+    types = ["discriminative-hallucination", "discriminative-hallucination", "discriminative-attribute-state",
+             "discriminative-attribute-number", "relation", "discriminative-relation"]
+    scores = amber_scores(preds, truths, types)
+    assert list(scores) == ["overall", "existence", "attribute", "relation"]
+    assert scores["overall"] == yes_no_metrics(preds, truths)
+    assert scores["existence"]["accuracy"] == 1.0 and scores["attribute"]["accuracy"] == 0.0
+    assert scores["relation"] == {"accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    with pytest.raises(KeyError):
+        amber_scores(["no"], ["no"], ["discriminative-existence"])  # not a type AMBER has
+
+
+def test_fetch_amber_lays_out_what_load_amber_reads(tmp_path):
+    remote = tmp_path / "remote"
+    (remote / "query").mkdir(parents=True)
+    (remote / "query" / "query_discriminative.json").write_text((SAMPLE_DIR / "query_discriminative.json").read_text())
+    (remote / "annotations.json").write_text((SAMPLE_DIR / "annotations.json").read_text())
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for image in sorted((SAMPLE_DIR / "images").iterdir()):
+            z.write(image, f"AMBER/image/{image.name}")  # nested, as a zip of a folder is
+        z.writestr("../../outside/AMBER_99.png", b"x")  # a hostile path: only its bare name is used
+        z.writestr("__MACOSX/notes.txt", b"x")
+    root = fetch_amber(tmp_path / "AMBER", archive, base_url=remote.as_uri())
+    assert sorted(p.name for p in (root / "images").iterdir()) == sorted(
+        [p.name for p in (SAMPLE_DIR / "images").iterdir()] + ["AMBER_99.png"])
+    assert not (tmp_path / "outside").exists()
+    assert len(load_amber(root)) == len(load_amber())
 
 
 def test_yes_no_prompt_is_one_image_user_turn():

@@ -52,6 +52,15 @@ def test_relaxed_accuracy_takes_the_best_of_several_labels():
         relaxed_accuracy(["1"], [["1"], ["2"]])
 
 
+def test_relaxed_accuracy_takes_a_flat_string_as_one_label():
+    # A formatted mirror stores each label as a string: read character by character, "4" would match "42"'s "4".
+    assert relaxed_accuracy(["4", "42"], ["42", "42"]) == 0.5
+    assert relaxed_accuracy(["4", "42"], ["42", ["42"]]) == relaxed_accuracy(["4", "42"], [["42"], ["42"]])
+    for bad in ([], 42, [42], None):
+        with pytest.raises(TypeError):
+            relaxed_accuracy(["42"], [bad])
+
+
 @pytest.mark.parametrize("answer, expected", [
     ("Yes", "yes"), ("yes.", "yes"), ("NO, there is no dog.", "no"), ("  No!", "no"),
     ("There is no dog", None), ("Nope", None), ("", None), ("Y", None),

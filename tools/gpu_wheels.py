@@ -1,7 +1,7 @@
 """Download into .whl/ the wheels the GPU runner lacks, at the versions installed in .venv (what CI tests).
 
 The runner (Python 3.12, x86-64, torch preinstalled, no package index) has torch, accelerate and many common packages,
-but not trl, bitsandbytes, datasets, qwen-vl-utils or the notebook stack; transformers, peft and tokenizers are there
+but not trl, bitsandbytes, datasets or the notebook stack; transformers, peft and tokenizers are there
 at other versions, so ours travel too. bitsandbytes keeps only its CUDA 13.0 and CPU libraries (the runner's torch is
 cu130): the full wheel (43 MB) would not fit the 64 MiB a call may carry.
 Usage: .venv/bin/python tools/gpu_wheels.py [bench|notebooks]     (then see benchmarks/README.md)
@@ -29,10 +29,10 @@ pyparsing pytest pytest-timeout python-dateutil pyyaml regex requests rich safet
 shellingham six sortedcontainers sympy tabulate tqdm torch torchvision triton typer typing-extensions urllib3
 uvloop werkzeug wheel wrapt xxhash yarl zipp hypothesis""".split())
 OURS = {"transformers", "peft", "tokenizers"}  # on the runner at other versions
-SKIP = {"av"}  # qwen-vl-utils decodes video with it (36 MB); the cookbook passes images only
+SKIP = {"av"}  # a video decoder (36 MB) some VLM helpers pull in; the cookbook passes images only
 ROOTS = {"bench": ["trl", "bitsandbytes", "datasets", "transformers", "peft", "tokenizers"],
-         "notebooks": ["trl", "bitsandbytes", "datasets", "transformers", "peft", "tokenizers", "qwen-vl-utils",
-                       "trackio", "nbval", "ipykernel", "ipywidgets", "nbclient", "nbformat"]}
+         "notebooks": ["trl", "bitsandbytes", "datasets", "transformers", "peft", "tokenizers", "trackio",
+                       "nbval", "ipykernel", "ipywidgets", "nbclient", "nbformat"]}
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux1_x86_64", "any"]
 LIMIT = 60 * 2**20  # of the 64 MiB a call carries, the repository itself takes about 3
