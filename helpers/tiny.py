@@ -23,7 +23,7 @@ TINY_MODELS = {
     "HuggingFaceM4/idefics2-8b": "idefics2",
 }
 # Bump when the tiny builders change so stale cached checkpoints are rebuilt.
-BUILD_VERSION = "2"
+BUILD_VERSION = "3"
 
 
 def is_tiny() -> bool:
