@@ -1,4 +1,4 @@
-"""What a model weighs: exact parameter counts on the meta device, weight bytes in bf16 or NF4, predicted and loaded."""
+"""What a model weighs: exact parameter counts (meta device); weight bytes in bf16 or NF4, predicted and loaded."""
 
 from __future__ import annotations
 
