@@ -167,3 +167,11 @@ def format_dataset(dataset: Dataset, kind: str, processor: Any = None, max_token
     clean, bad = validate(dataset, kind, processor, max_tokens)
     formatted = clean.map(FORMATTERS[kind], remove_columns=clean.column_names, **map_kwargs)
     return formatted, bad
+
+
+def describe_bad_rows(bad: list[tuple[int, str]], total: int, first: int = 5) -> str:
+    """One line: how many of `total` rows were dropped, and the first `first` of them with index and reason."""
+    if not bad:
+        return f"kept all {total} rows"
+    shown = "; ".join(f"row {i}: {reason}" for i, reason in bad[:first])
+    return f"dropped {len(bad)} of {total} rows: {shown}" + (f"; and {len(bad) - first} more" if len(bad) > first else "")
