@@ -94,7 +94,9 @@ def checkpoint_problem(folder: str | Path, world_size: int = 1, save_only_model:
             pass
         else:
             needed += [folder / "optimizer.pt", folder / "scheduler.pt"]
-        needed += [folder / name for name in rng]
+        expected, present = [folder / name for name in rng], sorted(folder.glob("rng_state*.pth"))
+        other_world_size = present and not any(p.exists() for p in expected)  # the Trainer resumes without them
+        needed += present if other_world_size else expected
         needed += [folder / "scaler.pt"] if (folder / "scaler.pt").exists() else []
     needed.append(folder / "trainer_state.json")  # written last
     return next((p for p in map(file_problem, needed) if p), None)

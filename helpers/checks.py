@@ -22,11 +22,10 @@ def control_tokens(processor: Any) -> list[str]:
 
 
 def texts(value: Any) -> Iterable[str]:
-    """The strings in a row field: the field itself, or the strings of a list field (ChartQA's `label`)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        yield from (v for v in value if isinstance(v, str))
+    """The text a row field puts in training: the field itself, or the first of a list (ChartQA's `label`)."""
+    first = value[0] if isinstance(value, list) and value else value
+    if isinstance(first, str):
+        yield first
 
 
 # How far `RowCheck.estimate` may be from the exact count: tokenization differs at the edges of each image's tokens

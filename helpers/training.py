@@ -74,6 +74,8 @@ def train_resumable(trainer: Any, restart_if_damaged: bool = False) -> Any:
         reasons = "; ".join(f"{folder.name}: {reason}" for folder, reason in skipped)
         raise DamagedCheckpoint(f"no complete checkpoint in {args.output_dir} ({reasons}). Delete or move the damaged "
                                 "folder(s) to start afresh, or pass restart_if_damaged=True")
+    if skipped and hasattr(trainer, "accelerator"):
+        trainer.accelerator.wait_for_everyone()  # every rank has chosen before the main one renames anything
     for folder, reason in skipped:
         aside = set_aside(folder) if args.process_index == 0 else folder
         print(f"skipping {folder.name}: {reason} (an interrupted save); set aside as {aside.name}")

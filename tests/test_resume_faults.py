@@ -173,3 +173,17 @@ def test_every_damage_to_a_needed_file_is_named_and_other_files_do_not_matter(re
                 outcomes["harmless"] += 1
     assert outcomes["named"] == len(NEEDED) * 3 + 3 and outcomes["harmless"] > 0
     print("checkpoint damage cases:", outcomes)
+
+
+def test_rng_files_of_another_world_size_do_not_block_a_resume(reference, tmp_path):
+    """A checkpoint of a 2-process run resumed on 1 process (the Trainer goes on without RNG states, as it says) is
+    usable; one whose own ranks' files are incomplete is not."""
+    folder = Path(shutil.copytree(reference[0] / "checkpoint-2", tmp_path / "ckpt"))
+    rng = (folder / "rng_state.pth").read_bytes()
+    (folder / "rng_state.pth").unlink()
+    (folder / "rng_state_0.pth").write_bytes(rng)
+    assert checkpoint_problem(folder, world_size=2) == "rng_state_1.pth is missing"
+    (folder / "rng_state_1.pth").write_bytes(rng)
+    assert checkpoint_problem(folder, world_size=2) is None and checkpoint_problem(folder, world_size=1) is None
+    (folder / "rng_state_1.pth").write_bytes(rng[: len(rng) // 2])
+    assert checkpoint_problem(folder, world_size=1).startswith("rng_state_1.pth is truncated")
