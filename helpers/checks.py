@@ -8,8 +8,7 @@ from PIL import Image
 
 
 def control_tokens(processor: Any) -> list[str]:
-    """Every special token of the processor's tokenizer (declared or added as special) and its image/video token
-    strings, longest first."""
+    """The tokenizer's special tokens (declared or added) and the processor's `*_token` strings, longest first."""
     tokenizer = getattr(processor, "tokenizer", processor)
     tokens = set(tokenizer.all_special_tokens)
     tokens |= {str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)}
@@ -61,8 +60,7 @@ class RowCheck:
                 raise ValueError(f"{length} tokens (text + image) exceed the bound of {self.max_tokens}")
 
     def image_tokens(self, size: tuple[int, int]) -> int:
-        """Tokens one image of `size` (width, height) takes in a sequence, asked of the processor itself (cached per
-        size); ValueError when the processor refuses the size."""
+        """Tokens an image of `size` takes, asked of the processor (cached); ValueError when it refuses the size."""
         if size not in self.image_cost:
             placeholder = getattr(self.processor, "image_token", None) or "<image>"
             try:
@@ -73,16 +71,14 @@ class RowCheck:
         return self.image_cost[size]
 
     def estimate(self, formatted: dict[str, Any]) -> int:
-        """The length of `length` within a few tokens, without processing the images: the rendered text tokenized, plus
-        each image's tokens (cached per size) in place of its placeholder."""
+        """`length` within a few tokens, without processing images: rendered text tokens plus each image's tokens."""
         answers = [formatted[k] for k in ("completion", "chosen", "rejected") if k in formatted]
         render = self.processor.apply_chat_template
         text = max(len(self.tokenizer(render(formatted["prompt"] + a, tokenize=False))["input_ids"]) for a in answers)
         return text + sum(self.image_tokens(image.size) - 1 for image in formatted["images"])
 
     def length(self, formatted: dict[str, Any]) -> int:
-        """Tokens of the longest conversation (prompt + completion, or + chosen/rejected) exactly as the processor
-        builds it from the rendered chat template and the row's images."""
+        """Tokens of the longest conversation (prompt + each answer) exactly as the processor builds it."""
         answers = [formatted[k] for k in ("completion", "chosen", "rejected") if k in formatted]
         return max(len(self.processor(text=[self.processor.apply_chat_template(formatted["prompt"] + answer,
                                                                               tokenize=False)],

@@ -109,11 +109,12 @@ FORMATTERS = {"chartqa": format_chartqa, "rlaif_v": format_rlaif_v, "product": f
 
 
 def check_columns(dataset: Dataset, kind: str) -> None:
-    """Raise a clear error when `dataset` is not one split, `kind` is unknown, or a needed column is missing or unusable."""
+    """Raise one clear error when `dataset` is not one split, `kind` is unknown, or a column is missing or unusable."""
     if kind not in FORMATTERS:
         raise ValueError(f"unknown kind {kind!r}: expected one of {sorted(FORMATTERS)}")
     if isinstance(dataset, DatasetDict):
-        raise TypeError(f"expected one split, got a DatasetDict with splits {list(dataset)}: pass e.g. dataset['train']")
+        raise TypeError(f"expected one split, got a DatasetDict with splits {list(dataset)}: pass e.g. "
+                        "dataset['train']")
     if isinstance(dataset, IterableDataset):
         raise TypeError("expected a map-style Dataset, got an IterableDataset (streaming=True): validation needs row "
                         "indices; load without streaming, or Dataset.from_generator over the rows you want")
@@ -134,8 +135,7 @@ IMAGE_VALUE_TYPES = {"string", "large_string", "binary", "large_binary", "null"}
 
 def find_bad_rows(dataset: Dataset, kind: str, processor: Any = None,
                   max_tokens: int | None = None) -> list[tuple[int, str]]:
-    """Return (index, reason) for every row the `kind` formatter cannot turn into a training example; with the model's
-    `processor`, also rows with its control tokens in their text, images it refuses, or more than `max_tokens` tokens."""
+    """(index, reason) of each unusable row; with `processor` also control tokens, refused images, > `max_tokens`."""
     check_columns(dataset, kind)
     check = RowCheck(processor, max_tokens) if processor is not None else None
     image = dataset.features["image"]
@@ -161,9 +161,7 @@ def validate(dataset: Dataset, kind: str, processor: Any = None,
 
 def format_dataset(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,
                    **map_kwargs: Any) -> tuple[Dataset, list[tuple[int, str]]]:
-    """Validate then map `dataset` to TRL's format, dropping the source columns; returns (formatted, bad rows).
-
-    Pass the model's `processor` to also check control tokens, image sizes and (with `max_tokens`) sequence lengths."""
+    """Validate (with `processor`: tokens, images, lengths too), map to TRL's format; return (formatted, bad rows)."""
     clean, bad = validate(dataset, kind, processor, max_tokens)
     formatted = clean.map(FORMATTERS[kind], remove_columns=clean.column_names, **map_kwargs)
     return formatted, bad
@@ -174,4 +172,5 @@ def describe_bad_rows(bad: list[tuple[int, str]], total: int, first: int = 5) ->
     if not bad:
         return f"kept all {total} rows"
     shown = "; ".join(f"row {i}: {reason}" for i, reason in bad[:first])
-    return f"dropped {len(bad)} of {total} rows: {shown}" + (f"; and {len(bad) - first} more" if len(bad) > first else "")
+    more = f"; and {len(bad) - first} more" if len(bad) > first else ""
+    return f"dropped {len(bad)} of {total} rows: {shown}{more}"

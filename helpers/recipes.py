@@ -74,7 +74,8 @@ def check_arguments(recipe: Any, args: Any) -> None:
     if not args.learning_rate > 0:
         fail(f"--learning_rate must be positive, got {args.learning_rate}")
     if recipe.max_pixels < QWEN2VL_MIN_PIXELS:
-        fail(f"--max_pixels must be at least {QWEN2VL_MIN_PIXELS} (56x56, the processor's minimum), got {recipe.max_pixels}")
+        fail(f"--max_pixels must be at least {QWEN2VL_MIN_PIXELS} (56x56, the processor's minimum), "
+             f"got {recipe.max_pixels}")
     if recipe.max_tokens < 1:
         fail(f"--max_tokens must be positive, got {recipe.max_tokens}")
     for name in ("max_dropped_fraction", "max_dropped_test_fraction"):
@@ -92,8 +93,7 @@ def check_arguments(recipe: Any, args: Any) -> None:
 
 
 def keep_token_off_disk(args: Any) -> None:
-    """Move `--hub_token` to the HF_TOKEN environment variable, which huggingface_hub reads: the Trainer pickles its
-    arguments into training_args.bin of every checkpoint, and a token there leaks with the folder."""
+    """Move `--hub_token` to HF_TOKEN (huggingface_hub reads it): the Trainer pickles args into training_args.bin."""
     if args.hub_token:
         os.environ["HF_TOKEN"] = args.hub_token
         args.hub_token = None
@@ -111,8 +111,7 @@ def load_splits(name: str, splits: list[str]) -> list[Any]:
 
 def format_splits(splits: dict[str, Any], kind: str, processor: Any, max_tokens: int,
                   limits: dict[str, tuple[float, str]], output_dir: str, write: bool = True) -> dict[str, Any]:
-    """Validate and format each split; print the dropped rows, write them all to `output_dir`/data_report.json, and
-    fail when a split loses more than its limit ({split: (fraction, flag)}) or keeps nothing."""
+    """Format each split; print dropped rows, write data_report.json, fail past a split's (fraction, flag) limit."""
     report, formatted = {}, {}
     for split, raw in splits.items():
         try:

@@ -64,10 +64,10 @@ class KeepTrainableDtypes(TrainerCallback):
 
 
 def train_resumable(trainer: Any, restart_if_damaged: bool = False) -> Any:
-    """`trainer.train()`, resuming from the newest complete checkpoint of `trainer.args.output_dir` when there is one.
+    """`trainer.train()` from the newest complete checkpoint (newer incomplete ones named and set aside), or afresh.
 
-    Newer incomplete checkpoints (a save cut by a disconnect) are reported and set aside. When checkpoints exist but
-    none is complete, raise `DamagedCheckpoint` naming the damaged file, unless `restart_if_damaged`."""
+    When checkpoints exist but none is complete, raise `DamagedCheckpoint` naming the file, unless `restart_if_damaged`.
+    """
     args = trainer.args
     checkpoint, skipped = usable_checkpoint(args.output_dir, args.world_size, args.save_only_model)
     if skipped and checkpoint is None and not restart_if_damaged:

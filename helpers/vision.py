@@ -66,7 +66,7 @@ MIN_SIDE = 8
 
 
 def bound_size(image: Image.Image, max_side: int = MAX_SIDE, min_side: int = MIN_SIDE) -> Image.Image:
-    """Scale into `min_side`..`max_side` (aspect kept, never more elongated: integer rounding toward the original ratio)."""
+    """Scale into `min_side`..`max_side`, aspect kept and never more elongated (integer rounding toward the ratio)."""
     w, h = image.size
     long, short = max(w, h), min(w, h)
     if long > max_side:  # the shorter side rounds up

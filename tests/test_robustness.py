@@ -222,7 +222,8 @@ def test_image_columns_of_paths_bytes_and_dicts_are_read(tmp_path):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.new(mode, (40, 30)).save(paths[-1])
     base = {"query": ["Q?"] * 3, "label": [["1"]] * 3}
-    for column in (paths, [png()] * 3, [{"bytes": png(), "path": None}] * 3, [{"bytes": None, "path": p} for p in paths]):
+    columns = (paths, [png()] * 3, [{"bytes": png(), "path": None}] * 3, [{"bytes": None, "path": p} for p in paths])
+    for column in columns:
         formatted, bad = format_dataset(Dataset.from_dict({"image": column, **base}), "chartqa")
         assert bad == [] and [im.mode for row in formatted["images"] for im in row] == ["RGB"] * 3
         OUTCOMES["kept: image column shape"] += 1
