@@ -182,7 +182,7 @@ sizes = st.one_of(
     st.tuples(st.integers(1, 12), st.integers(1, 12)))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(size=sizes, mode=st.sampled_from(["L", "RGB", "RGBA", "P", "1", "I;16"]))
 def test_prepared_images_pass_every_processor_and_refusals_are_the_processors_own(size, mode, image_oracles):
     image = Image.new(mode, size)
@@ -301,7 +301,7 @@ def rendered_length(processor, formatted: dict) -> int:
                for key in ("completion", "chosen", "rejected") if key in formatted)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), words=st.integers(0, 600))
 def test_rows_longer_than_the_bound_are_reported_with_their_length(data, words, processors):
     """The decision matches the processor's own count, also within a few tokens of the bound (where the check stops
