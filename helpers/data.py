@@ -6,10 +6,11 @@ import io
 import os
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, DatasetDict, IterableDataset, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from helpers.checks import RowCheck
 from helpers.vision import prepare_image
 
 CHARTQA_SYSTEM = ("You are a chart analyst. Answer with a single number, word or short phrase read from the chart, "
@@ -34,33 +35,44 @@ def _image_then(content: str) -> list[dict[str, Any]]:
 
 
 def _clean(value: Any, field: str) -> str:
-    """Return `value` stripped, or raise ValueError naming `field` when it is empty or not a string."""
-    if not isinstance(value, str) or not value.strip():
+    """Return `value` stripped; raise ValueError naming `field` when it is empty or not a string (and saying which)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"empty {field}")
+    if not isinstance(value, str):
+        raise ValueError(f"{field} is {type(value).__name__} {str(value)[:40]!r}, not text")
     return value.strip()
 
 
+def _open(source: Any) -> Image.Image:
+    """Decode an image from bytes or a file path; raises ValueError saying why it cannot."""
+    if isinstance(source, str) and not os.path.exists(source):
+        raise ValueError(f"missing image file {source!r}")
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image.load()
+    except Exception as err:  # PIL raises many types for corrupt data
+        raise ValueError(f"undecodable image ({type(err).__name__})") from None
+    return image
+
+
 def _image(example: dict[str, Any]) -> Image.Image:
-    """The row's image as bounded RGB; raises ValueError when missing or undecodable."""
+    """The row's image (PIL, file path, bytes or undecoded {bytes, path}) as bounded RGB; ValueError when unusable."""
     image = example.get("image")
     if isinstance(image, dict):  # undecoded {"bytes", "path"}: bytes from parquet, a path from local image files
-        source = io.BytesIO(image["bytes"]) if image.get("bytes") else image.get("path")
-        if not source or (isinstance(source, str) and not os.path.exists(source)):
-            raise ValueError("missing image")
-        try:
-            image = Image.open(source)
-            image.load()
-        except Exception as err:  # PIL raises many types for corrupt data
-            raise ValueError(f"undecodable image ({type(err).__name__})") from None
-    if not isinstance(image, Image.Image):
+        image = image.get("bytes") or image.get("path")
+    if image is None or (isinstance(image, (str, bytes)) and not image):
         raise ValueError("missing image")
+    if isinstance(image, (str, bytes)):
+        image = _open(image)
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"image is {type(image).__name__}, not an image, file path or bytes")
     return prepare_image(image)
 
 
 def format_chartqa(example: dict[str, Any]) -> dict[str, Any]:
     """ChartQA row -> prompt/completion: [system, user(image, query)] -> [assistant(label[0])]."""
     labels = example.get("label")
-    label = labels[0] if isinstance(labels, list) and labels else labels
+    label = (labels[0] if labels else None) if isinstance(labels, list) else labels
     return {
         "images": [_image(example)],
         "prompt": [{"role": "system", "content": _text(CHARTQA_SYSTEM)},
@@ -97,34 +109,68 @@ FORMATTERS = {"chartqa": format_chartqa, "rlaif_v": format_rlaif_v, "product": f
 
 
 def check_columns(dataset: Dataset, kind: str) -> None:
-    """Raise KeyError naming every column `kind` needs that `dataset` lacks."""
+    """Raise one clear error when `dataset` is not one split, `kind` is unknown, or a column is missing or unusable."""
+    if kind not in FORMATTERS:
+        raise ValueError(f"unknown kind {kind!r}: expected one of {sorted(FORMATTERS)}")
+    if isinstance(dataset, DatasetDict):
+        raise TypeError(f"expected one split, got a DatasetDict with splits {list(dataset)}: pass e.g. "
+                        "dataset['train']")
+    if isinstance(dataset, IterableDataset):
+        raise TypeError("expected a map-style Dataset, got an IterableDataset (streaming=True): validation needs row "
+                        "indices; load without streaming, or Dataset.from_generator over the rows you want")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
     missing = [c for c in REQUIRED[kind] if c not in dataset.column_names]
     if missing:
         raise KeyError(f"{kind} data set is missing column(s) {missing}; it has {dataset.column_names}")
+    feature = dataset.features["image"]
+    usable = (isinstance(feature, ImageFeature) or (isinstance(feature, dict) and set(feature) <= {"bytes", "path"})
+              or (isinstance(feature, Value) and feature.dtype in IMAGE_VALUE_TYPES))
+    if not usable:
+        raise TypeError(f"column 'image' holds {feature}: expected images, file paths, bytes or {{bytes, path}}")
 
 
-def find_bad_rows(dataset: Dataset, kind: str) -> list[tuple[int, str]]:
-    """Return (index, reason) for every row the `kind` formatter cannot turn into a training example."""
+IMAGE_VALUE_TYPES = {"string", "large_string", "binary", "large_binary", "null"}
+
+
+def find_bad_rows(dataset: Dataset, kind: str, processor: Any = None,
+                  max_tokens: int | None = None) -> list[tuple[int, str]]:
+    """(index, reason) of each unusable row; with `processor` also control tokens, refused images, > `max_tokens`."""
     check_columns(dataset, kind)
-    raw = dataset.cast_column("image", ImageFeature(decode=False)) if "image" in dataset.features else dataset
+    check = RowCheck(processor, max_tokens) if processor is not None else None
+    image = dataset.features["image"]
+    raw = dataset.cast_column("image", ImageFeature(decode=False)) if isinstance(image, ImageFeature) else dataset
     bad = []
     for i, row in enumerate(raw):
         try:
-            FORMATTERS[kind](row)
+            formatted = FORMATTERS[kind](row)
+            if check is not None:
+                check(row, REQUIRED[kind][1:], formatted)
         except ValueError as err:
             bad.append((i, str(err)))
     return bad
 
 
-def validate(dataset: Dataset, kind: str) -> tuple[Dataset, list[tuple[int, str]]]:
+def validate(dataset: Dataset, kind: str, processor: Any = None,
+             max_tokens: int | None = None) -> tuple[Dataset, list[tuple[int, str]]]:
     """Drop the rows `find_bad_rows` reports; return the clean data set and the report."""
-    bad = find_bad_rows(dataset, kind)
+    bad = find_bad_rows(dataset, kind, processor, max_tokens)
     drop = {i for i, _ in bad}
     return dataset.select([i for i in range(len(dataset)) if i not in drop]), bad
 
 
-def format_dataset(dataset: Dataset, kind: str, **map_kwargs: Any) -> tuple[Dataset, list[tuple[int, str]]]:
-    """Validate then map `dataset` to TRL's format, dropping the source columns; returns (formatted, bad rows)."""
-    clean, bad = validate(dataset, kind)
+def format_dataset(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,
+                   **map_kwargs: Any) -> tuple[Dataset, list[tuple[int, str]]]:
+    """Validate (with `processor`: tokens, images, lengths too), map to TRL's format; return (formatted, bad rows)."""
+    clean, bad = validate(dataset, kind, processor, max_tokens)
     formatted = clean.map(FORMATTERS[kind], remove_columns=clean.column_names, **map_kwargs)
     return formatted, bad
+
+
+def describe_bad_rows(bad: list[tuple[int, str]], total: int, first: int = 5) -> str:
+    """One line: how many of `total` rows were dropped, and the first `first` of them with index and reason."""
+    if not bad:
+        return f"kept all {total} rows"
+    shown = "; ".join(f"row {i}: {reason}" for i, reason in bad[:first])
+    more = f"; and {len(bad) - first} more" if len(bad) > first else ""
+    return f"dropped {len(bad)} of {total} rows: {shown}{more}"

@@ -7,12 +7,38 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+
+from helpers.checkpoints import checkpoint_problem, checkpoints
+
+
+class DamagedCheckpoint(RuntimeError):
+    """Checkpoints exist, none is complete: resuming is impossible and a fresh start would discard them silently."""
+
+
+def usable_checkpoint(output_dir: str | Path, world_size: int = 1,
+                      save_only_model: bool = False) -> tuple[str | None, list[tuple[Path, str]]]:
+    """(the newest complete checkpoint or None, [(folder, reason)] for each newer incomplete one)."""
+    skipped = []
+    for folder in checkpoints(output_dir):
+        problem = checkpoint_problem(folder, world_size, save_only_model)
+        if problem is None:
+            return str(folder), skipped
+        skipped.append((folder, problem))
+    return None, skipped
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest `checkpoint-N` folder in `output_dir`, or None (also when the folder does not exist)."""
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    """The newest complete `checkpoint-N` folder in `output_dir`, or None (also when the folder does not exist)."""
+    return usable_checkpoint(output_dir)[0]
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename an incomplete checkpoint to `checkpoint-N.incomplete` (kept for inspection, never resumed or rotated)."""
+    target, n = folder.with_name(folder.name + ".incomplete"), 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}.incomplete{n}")
+    return folder.rename(target)
 
 
 class KeepTrainableDtypes(TrainerCallback):
@@ -37,12 +63,27 @@ class KeepTrainableDtypes(TrainerCallback):
                     param_state[key] = value.to(param.dtype)
 
 
-def train_resumable(trainer: Any) -> Any:
-    """`trainer.train()`, resuming from the last checkpoint of `trainer.args.output_dir` when there is one."""
-    checkpoint = last_checkpoint(trainer.args.output_dir)
+def train_resumable(trainer: Any, restart_if_damaged: bool = False) -> Any:
+    """`trainer.train()` from the newest complete checkpoint (newer incomplete ones named and set aside), or afresh.
+
+    When checkpoints exist but none is complete, raise `DamagedCheckpoint` naming the file, unless `restart_if_damaged`.
+    """
+    args = trainer.args
+    checkpoint, skipped = usable_checkpoint(args.output_dir, args.world_size, args.save_only_model)
+    if skipped and checkpoint is None and not restart_if_damaged:
+        reasons = "; ".join(f"{folder.name}: {reason}" for folder, reason in skipped)
+        raise DamagedCheckpoint(f"no complete checkpoint in {args.output_dir} ({reasons}). Delete or move the damaged "
+                                "folder(s) to start afresh, or pass restart_if_damaged=True")
+    if skipped and hasattr(trainer, "accelerator"):
+        trainer.accelerator.wait_for_everyone()  # every rank has chosen before the main one renames anything
+    for folder, reason in skipped:
+        aside = set_aside(folder) if args.process_index == 0 else folder
+        print(f"skipping {folder.name}: {reason} (an interrupted save); set aside as {aside.name}")
     if checkpoint:
-        print(f"resuming from {checkpoint}")
+        print(f"resuming from {checkpoint}" + (" (the newest complete checkpoint)" if skipped else ""))
         trainer.add_callback(KeepTrainableDtypes(trainer.model))
+    elif skipped:
+        print("no complete checkpoint: training from scratch (restart_if_damaged=True)")
     return trainer.train(resume_from_checkpoint=checkpoint)
 
 

@@ -61,21 +61,33 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def bound_size(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
-    """Downscale so the longer side is at most `max_side` (aspect kept); smaller images are left alone."""
+# Our bound on the shorter side: Idefics2 splits images in halves, and a 1-pixel side halves to nothing.
+MIN_SIDE = 8
+
+
+def bound_size(image: Image.Image, max_side: int = MAX_SIDE, min_side: int = MIN_SIDE) -> Image.Image:
+    """Scale into `min_side`..`max_side`, aspect kept and never more elongated (integer rounding toward the ratio)."""
     w, h = image.size
-    if max(w, h) <= max_side:
+    long, short = max(w, h), min(w, h)
+    if long > max_side:  # the shorter side rounds up
+        new_long, new_short = max_side, max(1, -(-short * max_side // long))
+    elif short < min_side:  # the longer side rounds down
+        new_long, new_short = long * min_side // short, min_side
+    else:
         return image
-    scale = max_side / max(w, h)
-    return image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
+    size = (new_long, new_short) if w >= h else (new_short, new_long)
+    return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def prepare_image(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
-    """RGB, bounded in size, and not too elongated for the processors; raises ValueError otherwise."""
+def prepare_image(image: Image.Image, max_side: int = MAX_SIDE, min_side: int = MIN_SIDE) -> Image.Image:
+    """RGB, scaled into the side bounds, and not too elongated for the processors; raises ValueError otherwise."""
     w, h = image.size
-    if min(w, h) < 1 or max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
-        raise ValueError(f"unusable image size {w}x{h}")
-    return bound_size(to_rgb(image), max_side)
+    if min(w, h) < 1:
+        raise ValueError(f"unusable image size {w}x{h} (empty)")
+    if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
+        raise ValueError(f"unusable image size {w}x{h} (aspect ratio {max(w, h) / min(w, h):.1f} > {MAX_ASPECT_RATIO}, "
+                         "which Qwen2-VL's processor refuses)")
+    return bound_size(to_rgb(image), max_side, min_side)
 
 
 # Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.

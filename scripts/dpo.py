@@ -9,14 +9,12 @@ COOKBOOK_TINY=1 runs it offline on the tiny model and data samples.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from datasets import load_dataset
 from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
-from helpers.data import format_dataset
-from helpers.recipes import load_vlm, parse, train_and_save
-from helpers.tiny import resolve
+from helpers.recipes import (check_arguments, format_splits, keep_token_off_disk, load_model, load_processor,
+                             load_splits, parse, train_and_save)
 from helpers.vision import CHARTQA_MAX_PIXELS
 
 # The notebook's recipe; every value can be overridden on the command line or in a --config YAML.
@@ -35,17 +33,32 @@ class RecipeArguments:
     dataset_name: str = "openbmb/RLAIF-V-Dataset"
     dataset_train_split: str = "train[:5%]"
     max_pixels: int = CHARTQA_MAX_PIXELS  # Qwen2-VL only; Idefics2 turns image splitting off
+    max_tokens: int = field(default=2048, metadata={"help": "pairs whose prompt + longer answer exceeds this (text + "
+                                                            "image tokens) are dropped and reported"})
+    max_dropped_fraction: float = field(default=0.05, metadata={
+        "help": "fail when more of the train split is unusable (default 5 %: a few broken pairs are normal, more "
+                "means wrong columns)"})
 
 
 def main(recipe: RecipeArguments, args: DPOConfig, model_args: ModelConfig) -> None:
-    """Format, load, train (resuming if a checkpoint exists), save the adapter once."""
-    pairs = format_dataset(load_dataset(resolve(recipe.dataset_name), split=recipe.dataset_train_split), "rlaif_v")[0]
-    model, processor = load_vlm(model_args, recipe.max_pixels)
+    """Check the arguments, validate and format the data (report in output_dir), load, train (resuming), save once."""
+    check_arguments(recipe, args)
+    keep_token_off_disk(args)
+    processor = load_processor(model_args.model_name_or_path, recipe.max_pixels)
+    pairs = format_splits({"train": load_splits(recipe.dataset_name, [recipe.dataset_train_split])[0]}, "rlaif_v",
+                          processor, min(recipe.max_tokens, args.max_length or recipe.max_tokens),
+                          {"train": (recipe.max_dropped_fraction, "--max_dropped_fraction")}, args.output_dir,
+                          write=args.process_index == 0)["train"]
     # ref_model=None: with PEFT the reference is the base with the adapter disabled, no second copy
-    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=pairs, processing_class=processor,
-                         peft_config=get_peft_config(model_args))
+    trainer = DPOTrainer(model=load_model(model_args), ref_model=None, args=args, train_dataset=pairs,
+                         processing_class=processor, peft_config=get_peft_config(model_args))
     train_and_save(trainer)
 
 
+def cli(argv: list[str]) -> None:
+    """Parse `argv` TRL-style with the notebook's defaults and run."""
+    main(*parse((RecipeArguments, DPOConfig, ModelConfig), DEFAULTS, argv))
+
+
 if __name__ == "__main__":
-    main(*parse((RecipeArguments, DPOConfig, ModelConfig), DEFAULTS, sys.argv[1:]))
+    cli(sys.argv[1:])

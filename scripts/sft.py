@@ -9,12 +9,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from datasets import load_dataset
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
-from helpers.data import format_dataset
-from helpers.recipes import load_vlm, parse, train_and_save
-from helpers.tiny import resolve
+from helpers.recipes import (check_arguments, format_splits, keep_token_off_disk, load_model, load_processor,
+                             load_splits, parse, train_and_save)
 from helpers.vision import CHARTQA_MAX_PIXELS
 
 # The notebook's recipe; every value can be overridden on the command line or in a --config YAML.
@@ -36,17 +34,35 @@ class RecipeArguments:
     dataset_test_split: str = "val[:10%]"
     formatter: str = field(default="chartqa", metadata={"help": "helpers.data formatter: chartqa or product"})
     max_pixels: int = CHARTQA_MAX_PIXELS
+    max_tokens: int = field(default=2048, metadata={"help": "rows longer than this (text + image tokens) are dropped "
+                                                            "and reported; a ChartQA row at the default cap is ~700"})
+    max_dropped_fraction: float = field(default=0.05, metadata={
+        "help": "fail when more of the train split is unusable (default 5 %: a few broken rows are normal, more "
+                "means wrong columns or a wrong formatter)"})
+    max_dropped_test_fraction: float = field(default=0.0, metadata={
+        "help": "the same for the test split (default 0: any unusable evaluation row is an error)"})
 
 
 def main(recipe: RecipeArguments, args: SFTConfig, model_args: ModelConfig) -> None:
-    """Format, load, train (resuming if a checkpoint exists), save the adapter once."""
-    splits = load_dataset(resolve(recipe.dataset_name), split=[recipe.dataset_train_split, recipe.dataset_test_split])
-    train, evaluation = (format_dataset(s, recipe.formatter)[0] for s in splits)
-    model, processor = load_vlm(model_args, recipe.max_pixels)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                         processing_class=processor, peft_config=get_peft_config(model_args))
+    """Check the arguments, validate and format the data (report in output_dir), load, train (resuming), save once."""
+    check_arguments(recipe, args)
+    keep_token_off_disk(args)
+    processor = load_processor(model_args.model_name_or_path, recipe.max_pixels)
+    splits = load_splits(recipe.dataset_name, [recipe.dataset_train_split, recipe.dataset_test_split])
+    data = format_splits(dict(zip(("train", "test"), splits)), recipe.formatter, processor,
+                         min(recipe.max_tokens, args.max_length or recipe.max_tokens),
+                         {"train": (recipe.max_dropped_fraction, "--max_dropped_fraction"),
+                          "test": (recipe.max_dropped_test_fraction, "--max_dropped_test_fraction")},
+                         args.output_dir, write=args.process_index == 0)
+    trainer = SFTTrainer(model=load_model(model_args), args=args, train_dataset=data["train"],
+                         eval_dataset=data["test"], processing_class=processor, peft_config=get_peft_config(model_args))
     train_and_save(trainer)
 
 
+def cli(argv: list[str]) -> None:
+    """Parse `argv` TRL-style with the notebook's defaults and run."""
+    main(*parse((RecipeArguments, SFTConfig, ModelConfig), DEFAULTS, argv))
+
+
 if __name__ == "__main__":
-    main(*parse((RecipeArguments, SFTConfig, ModelConfig), DEFAULTS, sys.argv[1:]))
+    cli(sys.argv[1:])

@@ -50,6 +50,31 @@ def test_notebook_opens_with_the_skeleton(path):
     assert len(mode_lines) == 1 and "resolve" in mode_lines[0], "one visible mode line importing resolve"
 
 
+def token_leaks(folder: Path) -> list[str]:
+    """Files under `folder`, of any type (training_args.bin is a pickle), holding something shaped like a hub token."""
+    return [str(p) for p in Path(folder).rglob("*")
+            if p.is_file() and TOKEN.search(p.read_bytes().decode("latin-1"))]
+
+
+def test_no_run_folder_holds_a_hub_token():
+    """Run folders are git-ignored, so the scan below misses them: the scripts' `runs/` and the tiny runs' cache."""
+    from helpers.tiny import cache_dir
+
+    for folder in (ROOT / "runs", cache_dir() / "runs"):
+        if folder.is_dir():
+            assert token_leaks(folder) == []
+
+
+def test_the_run_folder_scan_finds_a_token_pickled_into_training_args(tmp_path):
+    """Negative control: what the Trainer writes into every checkpoint (`torch.save(args)`) holds `--hub_token`."""
+    import torch
+    from transformers import TrainingArguments
+
+    token = "hf_" + "Q" * 34
+    torch.save(TrainingArguments(output_dir=str(tmp_path), hub_token=token), tmp_path / "training_args.bin")
+    assert token_leaks(tmp_path) == [str(tmp_path / "training_args.bin")]
+
+
 def test_no_file_holds_a_hub_token():
     tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.split()
