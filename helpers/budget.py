@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +186,21 @@ def largest_batch(capacity_gib: float, one: MemoryEstimate, two: MemoryEstimate,
     per_sample = two.peak - one.peak
     room = capacity_gib * GIB - CUDA_CONTEXT - (one.peak - per_sample)
     return max(0, min(limit, int(room // per_sample)))
+
+
+def estimate_grpo_memory(config: str | Path | PretrainedConfig, *, generation_batch: int, completion_tokens: int,
+                         prompt_tokens: int = 64, **step: Any) -> MemoryEstimate:
+    """One GRPO step: sampling `generation_batch` completions (bf16 KV cache of every prompt + completion, their
+    pixels), then the training step on `batch_size` of them as in `estimate_training_memory`; the two phases do not
+    overlap. The reference is the adapter-disabled policy, as with DPO under PEFT: no copy."""
+    cfg = load_config(config)
+    train = estimate_training_memory(cfg, text_tokens=prompt_tokens + completion_tokens,
+                                     scored_tokens=completion_tokens, **step)
+    img, patches = image_tokens(cfg, *step.get("image_size", (600, 800)), max_pixels=step.get("max_pixels", CHARTQA_MAX_PIXELS))
+    text = cfg.get_text_config()
+    kv_per_token = text.num_hidden_layers * 2 * text.num_key_value_heads * (text.hidden_size // text.num_attention_heads) * 2
+    kv = generation_batch * (prompt_tokens + img + completion_tokens) * kv_per_token
+    sampling = dict(activations=0, transient=kv, inputs=generation_batch * pixel_bytes(cfg, patches))
+    if sum(sampling.values()) <= train.activations + train.transient + train.inputs:
+        return train
+    return replace(train, **sampling)
