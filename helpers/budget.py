@@ -190,16 +190,18 @@ def largest_batch(capacity_gib: float, one: MemoryEstimate, two: MemoryEstimate,
 
 def estimate_grpo_memory(config: str | Path | PretrainedConfig, *, generation_batch: int, completion_tokens: int,
                          prompt_tokens: int = 64, **step: Any) -> MemoryEstimate:
-    """One GRPO step: sampling `generation_batch` completions (bf16 KV cache of every prompt + completion, their
-    pixels), then the training step on `batch_size` of them as in `estimate_training_memory`; the two phases do not
-    overlap. The reference is the adapter-disabled policy, as with DPO under PEFT: no copy."""
+    """One GRPO step: sampling `generation_batch` completions (bf16 KV cache of each prompt, image and completion,
+    and their pixels), then training on `batch_size` of them as `estimate_training_memory` counts it; the phases do
+    not overlap. The reference is the adapter-disabled policy, as for DPO under PEFT: no copy."""
     cfg = load_config(config)
     train = estimate_training_memory(cfg, text_tokens=prompt_tokens + completion_tokens,
                                      scored_tokens=completion_tokens, **step)
-    img, patches = image_tokens(cfg, *step.get("image_size", (600, 800)), max_pixels=step.get("max_pixels", CHARTQA_MAX_PIXELS))
+    size, max_pixels = step.get("image_size", (600, 800)), step.get("max_pixels", CHARTQA_MAX_PIXELS)
+    img, patches = image_tokens(cfg, *size, max_pixels=max_pixels)
     text = cfg.get_text_config()
-    kv_per_token = text.num_hidden_layers * 2 * text.num_key_value_heads * (text.hidden_size // text.num_attention_heads) * 2
-    kv = generation_batch * (prompt_tokens + img + completion_tokens) * kv_per_token
+    head_dim = text.hidden_size // text.num_attention_heads
+    kv = generation_batch * (prompt_tokens + img + completion_tokens) * text.num_hidden_layers * 2 * \
+        text.num_key_value_heads * head_dim * 2
     sampling = dict(activations=0, transient=kv, inputs=generation_batch * pixel_bytes(cfg, patches))
     if sum(sampling.values()) <= train.activations + train.transient + train.inputs:
         return train

@@ -24,15 +24,20 @@ GRPO_FLAGS = ["--num_generations", "2", "--max_completion_length", "12", "--max_
 
 
 @pytest.fixture()
-def grpo_runs(monkeypatch, tmp_path_factory):
+def grpo_run(monkeypatch, tmp_path_factory):
     """Run scripts/grpo.py through test_scripts.run (same launchers, flags and rank checks as the SFT/DPO scripts)."""
-    monkeypatch.setitem(test_scripts.SCRIPTS, "grpo", GRPO_FLAGS)
 
-    def run(launcher: str) -> Path:
+    def run(launcher: str, *extra: str) -> Path:
+        monkeypatch.setitem(test_scripts.SCRIPTS, "grpo", [*GRPO_FLAGS, *extra])
         out = tmp_path_factory.mktemp(f"grpo-{launcher}")
         test_scripts.run("grpo", out, launcher)
         return out
     return run
+
+
+def lora_b(output_dir: Path) -> list:
+    """The saved adapter's LoRA B matrices: zero at initialisation, so any non-zero value means the adapter trained."""
+    return [w for name, w in load_file(output_dir / "adapter_model.safetensors").items() if "lora_B" in name]
 
 
 def logged(output_dir: Path) -> list[dict]:
@@ -41,8 +46,8 @@ def logged(output_dir: Path) -> list[dict]:
     return [row for row in state["log_history"] if "reward" in row]
 
 
-def test_two_processes_run_the_same_recipe(grpo_runs):
-    one, two = grpo_runs("single"), grpo_runs("ddp")
+def test_two_processes_run_the_same_recipe(grpo_run):
+    one, two = grpo_run("single"), grpo_run("ddp")
     rows_one, rows_two = logged(one), logged(two)
     assert [r["step"] for r in rows_two] == [r["step"] for r in rows_one] == [1, 2, 3, 4]
     for row in rows_one + rows_two:
@@ -53,8 +58,13 @@ def test_two_processes_run_the_same_recipe(grpo_runs):
         "adapter_config.json", "adapter_model.safetensors"]
     trained, reference = (load_file(d / "adapter_model.safetensors") for d in (two, one))
     assert trained.keys() == reference.keys() and all(trained[k].shape == reference[k].shape for k in reference)
-    lora_b = [w for name, w in trained.items() if "lora_B" in name]
-    assert lora_b and any(w.abs().max().item() > 0 for w in lora_b)  # LoRA B starts at zero: non-zero means trained
+    assert lora_b(two) and any(w.abs().max().item() > 0 for w in lora_b(two))
+
+
+def test_adapter_check_negative_control(grpo_run):
+    """With a learning rate of 0 the same run leaves every LoRA B at zero: the check above can fail."""
+    frozen = grpo_run("single", "--learning_rate", "0")
+    assert lora_b(frozen) and all(w.abs().max().item() == 0 for w in lora_b(frozen))
 
 
 def test_grpo_budget_is_the_larger_of_sampling_and_training():
@@ -67,10 +77,9 @@ def test_grpo_budget_is_the_larger_of_sampling_and_training():
     small = estimate_grpo_memory("Qwen/Qwen2-VL-7B-Instruct", lora_config=LoraConfig(**lora), generation_batch=8,
                                  completion_tokens=16, **step)
     assert small == train  # sampling 8 answers needs less than training on 8
-    big, bigger = (estimate_grpo_memory("Qwen/Qwen2-VL-7B-Instruct", lora_config=LoraConfig(**lora), generation_batch=n,
-                                        completion_tokens=16, **step) for n in (512, 1024))
+    big = estimate_grpo_memory("Qwen/Qwen2-VL-7B-Instruct", lora_config=LoraConfig(**lora), generation_batch=512,
+                               completion_tokens=16, **step)
     # KV cache: 28 layers x (k, v) x 4 KV heads x 128 dims x 2 bytes per token; 609 image + 64 prompt + 16 new tokens
     per_sequence = (609 + 64 + 16) * 28 * 2 * 4 * 128 * 2
     assert big.transient == 512 * per_sequence and big.activations == 0
-    assert bigger.transient - big.transient == 512 * per_sequence  # linear in the generation batch
     assert big.weights == train.weights and big.reference == 0  # the reference is the adapter-disabled policy
