@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +186,23 @@ def largest_batch(capacity_gib: float, one: MemoryEstimate, two: MemoryEstimate,
     per_sample = two.peak - one.peak
     room = capacity_gib * GIB - CUDA_CONTEXT - (one.peak - per_sample)
     return max(0, min(limit, int(room // per_sample)))
+
+
+def estimate_grpo_memory(config: str | Path | PretrainedConfig, *, generation_batch: int, completion_tokens: int,
+                         prompt_tokens: int = 64, **step: Any) -> MemoryEstimate:
+    """One GRPO step: sampling `generation_batch` completions (bf16 KV cache of each prompt, image and completion,
+    and their pixels), then training on `batch_size` of them as `estimate_training_memory` counts it; the phases do
+    not overlap. The reference is the adapter-disabled policy, as for DPO under PEFT: no copy."""
+    cfg = load_config(config)
+    train = estimate_training_memory(cfg, text_tokens=prompt_tokens + completion_tokens,
+                                     scored_tokens=completion_tokens, **step)
+    size, max_pixels = step.get("image_size", (600, 800)), step.get("max_pixels", CHARTQA_MAX_PIXELS)
+    img, patches = image_tokens(cfg, *size, max_pixels=max_pixels)
+    text = cfg.get_text_config()
+    head_dim = text.hidden_size // text.num_attention_heads
+    kv = generation_batch * (prompt_tokens + img + completion_tokens) * text.num_hidden_layers * 2 * \
+        text.num_key_value_heads * head_dim * 2
+    sampling = dict(activations=0, transient=kv, inputs=generation_batch * pixel_bytes(cfg, patches))
+    if sum(sampling.values()) <= train.activations + train.transient + train.inputs:
+        return train
+    return replace(train, **sampling)
