@@ -20,7 +20,7 @@ from helpers.vision import CHARTQA_MAX_PIXELS
 # The notebook's recipe; every value can be overridden on the command line or in a --config YAML.
 DEFAULTS = dict(model_name_or_path="HuggingFaceM4/idefics2-8b", dtype="bfloat16", use_peft=True, lora_r=8,
                 lora_alpha=8, lora_dropout=0.05, lora_target_modules=["all-linear"], num_train_epochs=1,
-                per_device_train_batch_size=8, gradient_accumulation_steps=8, learning_rate=5e-5,
+                per_device_train_batch_size=4, gradient_accumulation_steps=16, learning_rate=5e-5,
                 lr_scheduler_type="cosine", warmup_steps=0.1, beta=0.1, max_length=None,
                 activation_checkpointing=True, bf16=True, logging_steps=5, save_strategy="steps", save_steps=20,
                 save_total_limit=2, report_to="trackio", project="vlm-cookbook")
