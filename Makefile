@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: cookbook test test-latest test-gpu gpu-wheels clean-notebooks data-samples
+.PHONY: cookbook tables test test-latest test-gpu gpu-wheels clean-notebooks data-samples
 
 $(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml
 
 cookbook: $(STAMP)  ## run every notebook offline in tiny mode; executed copies land in runs/executed/
 	COOKBOOK_TINY=1 $(PY) tools/run_cookbook.py
+
+tables: $(STAMP)  ## copy the tiny times `make cookbook` measured into README.md and the notebooks' tables
+	$(PY) tools/fill_tables.py
 
 test: $(STAMP)  ## unit tests + every notebook through nbval (tiny mode, no network)
 	$(PY) -m pytest

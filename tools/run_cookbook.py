@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ def main() -> int:
     """Run notebooks/NN_*.ipynb in order; return 1 if any failed."""
     out_dir = ROOT / "runs" / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    failed = 0
+    failed, seconds = 0, {}
     print(f"tiny mode (COOKBOOK_TINY={os.environ['COOKBOOK_TINY']}); executed notebooks -> {out_dir.relative_to(ROOT)}/")
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb")):
         nb = nbformat.read(path, as_version=4)
@@ -38,8 +39,25 @@ def main() -> int:
         except Exception as err:  # report and carry on with the next notebook
             status, failed = f"FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200]}", failed + 1
         nbformat.write(nb, out_dir / path.name)
-        print(f"  {path.name:<40} {time.perf_counter() - start:6.1f} s  {status}")
+        seconds[path.name] = round(time.perf_counter() - start, 1)
+        print(f"  {path.name:<40} {seconds[path.name]:6.1f} s  {status}")
+    if not failed:
+        save_times(seconds)
     return 1 if failed else 0
+
+
+def save_times(seconds: dict[str, float]) -> None:
+    """Write the tiny-mode times with the machine and versions to benchmarks/results/ (`make tables` shows them)."""
+    sys.path.insert(0, str(ROOT))
+    from helpers.bench import environment
+
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("model name")), "?")
+    report = environment() | {"command": "make cookbook", "cpu": model, "cores": os.cpu_count(),
+                              "avx512_bf16": "avx512_bf16" in cpu, "notebooks": seconds}
+    path = ROOT / "benchmarks" / "results" / "cookbook-tiny.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print("saved", path.relative_to(ROOT), "(make tables copies the times into README.md and the notebooks)")
 
 
 if __name__ == "__main__":

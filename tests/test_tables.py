@@ -1,0 +1,43 @@
+"""The tiny-mode times in README.md and in each notebook's table are the measured ones (benchmarks/results)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import fill_tables  # noqa: E402
+
+TIMES = json.loads(fill_tables.RESULTS.read_text())
+
+
+def test_the_results_file_says_where_and_how_it_was_measured():
+    assert {"device", "cpu", "cores", "date", "versions", "command"} <= set(TIMES)
+    assert set(TIMES["notebooks"]) == {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+
+
+def test_readme_shows_the_measured_times():
+    text = (ROOT / "README.md").read_text()
+    assert fill_tables.fill_readme(text, TIMES["notebooks"]) == text
+
+
+@pytest.mark.parametrize("name", sorted(TIMES["notebooks"]))
+def test_each_notebook_shows_its_measured_time(name):
+    source = nbformat.read(ROOT / "notebooks" / name, as_version=4).cells[0].source
+    assert fill_tables.tiny_cell(TIMES["notebooks"][name]) in source
+    assert fill_tables.fill_notebook(source, TIMES["notebooks"][name]) == source
+
+
+def test_a_typed_time_is_caught():
+    """Negative control: a number edited by hand no longer matches the results file."""
+    text = (ROOT / "README.md").read_text()
+    name = sorted(TIMES["notebooks"])[0]
+    edited = fill_tables.fill_readme(text, TIMES["notebooks"] | {name: TIMES["notebooks"][name] + 7})
+    assert edited != text
+    source = nbformat.read(ROOT / "notebooks" / name, as_version=4).cells[0].source
+    assert fill_tables.fill_notebook(source, TIMES["notebooks"][name] + 7) != source
