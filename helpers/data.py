@@ -160,10 +160,12 @@ def validate(dataset: Dataset, kind: str, processor: Any = None,
 
 
 def format_dataset(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,
-                   **map_kwargs: Any) -> tuple[Dataset, list[tuple[int, str]]]:
-    """Validate (with `processor`: tokens, images, lengths too), map to TRL's format; return (formatted, bad rows)."""
+                   keep: tuple[str, ...] = (), **map_kwargs: Any) -> tuple[Dataset, list[tuple[int, str]]]:
+    """Validate (with `processor`: tokens, images, lengths too), map to TRL's format, keeping the source columns in
+    `keep` (GRPO's rewards read ChartQA's gold `label`); return (formatted, bad rows)."""
     clean, bad = validate(dataset, kind, processor, max_tokens)
-    formatted = clean.map(FORMATTERS[kind], remove_columns=clean.column_names, **map_kwargs)
+    drop = [c for c in clean.column_names if c not in keep]
+    formatted = clean.map(FORMATTERS[kind], remove_columns=drop, **map_kwargs)
     return formatted, bad
 
 

@@ -50,7 +50,7 @@ def generate_ids(model: Any, processor: Any, prompts: list[list[dict]], images: 
     """
     model.eval()
     config = greedy_config(model, processor, max_new_tokens)
-    stops = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
+    stops = set(config.eos_token_id)  # greedy_config always gives a list
     out: list[list[int]] = []
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)

@@ -110,12 +110,14 @@ def load_splits(name: str, splits: list[str]) -> list[Any]:
 
 
 def format_splits(splits: dict[str, Any], kind: str, processor: Any, max_tokens: int,
-                  limits: dict[str, tuple[float, str]], output_dir: str, write: bool = True) -> dict[str, Any]:
-    """Format each split; print dropped rows, write data_report.json, fail past a split's (fraction, flag) limit."""
+                  limits: dict[str, tuple[float, str]], output_dir: str, write: bool = True,
+                  keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Format each split (keeping the source columns `keep`); print dropped rows, write data_report.json, fail past a
+    split's (fraction, flag) limit."""
     report, formatted = {}, {}
     for split, raw in splits.items():
         try:
-            formatted[split], bad = format_dataset(raw, kind, processor=processor, max_tokens=max_tokens)
+            formatted[split], bad = format_dataset(raw, kind, processor=processor, max_tokens=max_tokens, keep=keep)
         except (KeyError, TypeError, ValueError) as err:
             fail(f"{split} split: {err}")
         print(f"{split}: {describe_bad_rows(bad, len(raw))}", flush=True)

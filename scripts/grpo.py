@@ -10,14 +10,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from datasets import Dataset, load_dataset
 from peft import PeftModel
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
-from helpers.data import format_dataset
-from helpers.recipes import load_vlm, parse, train_and_save
+from helpers.recipes import (check_arguments, format_splits, keep_token_off_disk, load_model, load_processor,
+                             load_splits, parse, train_and_save)
 from helpers.rewards import correctness_reward, format_reward
-from helpers.tiny import resolve
 from helpers.vision import CHARTQA_MAX_PIXELS
 
 # The notebook's recipe; every value can be overridden on the command line or in a --config YAML.
@@ -38,23 +36,27 @@ class RecipeArguments:
     dataset_name: str = "HuggingFaceM4/ChartQA"
     dataset_train_split: str = "train[10%:12%]"
     max_pixels: int = CHARTQA_MAX_PIXELS
+    max_tokens: int = field(default=2048, metadata={"help": "prompts longer than this (text + image tokens) are "
+                                                            "dropped and reported"})
+    max_dropped_fraction: float = field(default=0.05, metadata={
+        "help": "fail when more of the train split is unusable (default 5 %)"})
     sft_adapter: str | None = field(default=None, metadata={
         "help": "notebook 03's SFT adapter, merged into the base first so that the KL reference is the SFT model; "
                 "without it GRPO starts from the base"})
 
 
-def grpo_rows(raw: Dataset) -> Dataset:
-    """ChartQA rows -> GRPO rows: the prompt and images of notebook 01, and the gold `label` list for the rewards."""
-    rows, bad = format_dataset(raw, "chartqa")
-    dropped = {i for i, _ in bad}
-    return rows.remove_columns("completion").add_column(
-        "label", [labels for i, labels in enumerate(raw["label"]) if i not in dropped])
-
-
 def main(recipe: RecipeArguments, args: GRPOConfig, model_args: ModelConfig) -> None:
-    """Format, load (merging the SFT adapter if given), train with both rewards (resuming), save the adapter once."""
-    train = grpo_rows(load_dataset(resolve(recipe.dataset_name), split=recipe.dataset_train_split))
-    model, processor = load_vlm(model_args, recipe.max_pixels)
+    """Check the arguments, validate and format the prompts (report in output_dir), load (merging the SFT adapter if
+    given), train with both rewards (resuming), save the adapter once."""
+    check_arguments(recipe, args)
+    keep_token_off_disk(args)
+    processor = load_processor(model_args.model_name_or_path, recipe.max_pixels)
+    raw = load_splits(recipe.dataset_name, [recipe.dataset_train_split])[0]
+    train = format_splits({"train": raw}, "chartqa", processor, recipe.max_tokens,
+                          {"train": (recipe.max_dropped_fraction, "--max_dropped_fraction")}, args.output_dir,
+                          write=args.process_index == 0, keep=("label",))["train"]
+    train = train.remove_columns("completion")  # GRPO samples the answers; the rewards read the gold `label`
+    model = load_model(model_args)
     if recipe.sft_adapter:
         model = PeftModel.from_pretrained(model, recipe.sft_adapter).merge_and_unload()
     trainer = GRPOTrainer(model=model, reward_funcs=[correctness_reward, format_reward], args=args,
@@ -62,5 +64,10 @@ def main(recipe: RecipeArguments, args: GRPOConfig, model_args: ModelConfig) -> 
     train_and_save(trainer)
 
 
+def cli(argv: list[str]) -> None:
+    """Parse `argv` TRL-style with the notebook's defaults and run."""
+    main(*parse((RecipeArguments, GRPOConfig, ModelConfig), DEFAULTS, argv))
+
+
 if __name__ == "__main__":
-    main(*parse((RecipeArguments, GRPOConfig, ModelConfig), DEFAULTS, sys.argv[1:]))
+    cli(sys.argv[1:])

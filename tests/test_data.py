@@ -129,3 +129,18 @@ def test_undecoded_images_stored_by_path_are_read_not_reported_missing(tmp_path)
     assert row["images"][0].mode == "RGB" and row["images"][0].size == (64, 48)
     with pytest.raises(ValueError, match="missing image"):
         format_chartqa({"image": {"bytes": None, "path": str(tmp_path / "gone.png")}, "query": "Q?", "label": ["1"]})
+
+
+def test_kept_source_columns_stay_aligned_with_the_rows_that_survive():
+    """`keep=("label",)` carries each row's own gold labels through validation; a dropped row takes its labels along."""
+    from datasets import load_dataset
+
+    from helpers.tiny import resolve
+
+    raw = load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:6]")
+    raw = raw.map(lambda row, i: {"query": "" if i == 2 else row["query"]}, with_indices=True)  # row 2 is unusable
+    formatted, bad = format_dataset(raw, "chartqa", keep=("label",))
+    assert [i for i, _ in bad] == [2]
+    assert formatted["label"] == [labels for i, labels in enumerate(raw["label"]) if i != 2]
+    assert [c[0]["content"][0]["text"] for c in formatted["completion"]] == [labels[0] for labels in formatted["label"]]
+    assert "label" not in format_dataset(raw, "chartqa")[0].column_names  # without `keep`, source columns go

@@ -62,8 +62,9 @@ def test_two_processes_run_the_same_recipe(grpo_run):
 
 
 def test_adapter_check_negative_control(grpo_run):
-    """With a learning rate of 0 the same run leaves every LoRA B at zero: the check above can fail."""
-    frozen = grpo_run("single", "--learning_rate", "0")
+    """With both reward weights 0 every advantage is 0, so no gradient reaches the adapter and every LoRA B stays at
+    zero: the check above can fail. (A learning rate of 0 would show the same, but the script refuses it.)"""
+    frozen = grpo_run("single", "--reward_weights", "0", "0")
     assert lora_b(frozen) and all(w.abs().max().item() == 0 for w in lora_b(frozen))
 
 

@@ -22,7 +22,7 @@ class ModelLoaded(Exception):
 
 @pytest.fixture(scope="module")
 def scripts():
-    return {name: load_script(name) for name in ("sft", "dpo")}
+    return {name: load_script(name) for name in ("sft", "dpo", "grpo")}
 
 
 @pytest.fixture
@@ -134,6 +134,15 @@ def test_any_dropped_test_row_is_an_error_by_default(guarded, chartqa_dir, tmp_p
     code, out, err = run(guarded["sft"], argv, capsys)
     assert code == 2 and "1 of 2 test rows (50%) are unusable, more than --max_dropped_test_fraction 0.0" in err
     assert "test: dropped 1 of 2 rows: row 1: empty label" in out
+
+
+def test_grpo_reports_dropped_prompts_and_stops_like_the_others(guarded, chartqa_dir, tmp_path, capsys):
+    argv = base(tmp_path) + ["--dataset_name", str(chartqa_dir), "--dataset_train_split", "train"]
+    code, out, err = run(guarded["grpo"], argv, capsys)
+    assert code == 2 and "3 of 7 train rows (43%) are unusable, more than --max_dropped_fraction 0.05 allows" in err
+    assert "row 5: query contains the model's control token '<|image_pad|>'" in out
+    code, out, _ = run(guarded["grpo"], argv + ["--max_dropped_fraction", "0.5"], capsys)
+    assert code == "model loaded" and "train: dropped 3 of 7 rows" in out
 
 
 def test_dpo_reports_identical_pairs_and_stops(guarded, tmp_path, capsys):
