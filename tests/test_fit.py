@@ -70,3 +70,19 @@ def test_budget_cells_assert_the_card_the_table_names(name):
     budgets = [c for c in cells if c.cell_type == "code" and "assert report(" in c.source]
     assert budgets and all("# NBVAL_CHECK_OUTPUT" in c.source for c in budgets)
     assert all("DOES NOT FIT" not in o.get("text", "") for c in budgets for o in c.outputs)
+
+
+def notebook_cards(source: str) -> dict:
+    """The `GPUS = {...}` table of a notebook 02 code cell."""
+    import ast
+
+    line = next(line for line in source.splitlines() if line.startswith("GPUS = "))
+    return ast.literal_eval(line.split("=", 1)[1].split("#")[0].strip())
+
+
+def test_the_cards_are_notebook_02s_table():
+    """One table of usable memory per card: the one notebook 02 shows is the one the budget checks use."""
+    cells = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "02_memory_budget.ipynb", 4).cells
+    source = next(c.source for c in cells if "GPUS = " in c.source)
+    assert notebook_cards(source) == CARDS
+    assert notebook_cards(source.replace('"A100 40GB": 40', '"A100 40GB": 39')) != CARDS  # negative control
