@@ -17,13 +17,13 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer, 
 
 from helpers.activations import measure_layer
 from helpers.budget import LORA_KINDS, layer_width
-from helpers.memory import load_config
+from helpers.memory import load_config, meta_model
 
 RESULTS = "benchmarks/results/activation-probe-cpu.json"
 
 
 def layers() -> dict[str, torch.nn.Module]:
-    """One meta-device layer of each stack of the real Qwen2-VL-7B and idefics2-8b configs."""
+    """One meta-device layer of each stack of the real Qwen2-VL-7B and idefics2-8b configs, and of the matrix's."""
     q, i = load_config("Qwen/Qwen2-VL-7B-Instruct"), load_config("HuggingFaceM4/idefics2-8b")
     for cfg in (q.text_config, q.vision_config, i.text_config, i.vision_config):
         cfg._attn_implementation = "sdpa"  # what from_pretrained picks by default; standalone layers see None
@@ -31,7 +31,22 @@ def layers() -> dict[str, torch.nn.Module]:
         return {"Qwen2VLDecoderLayer": Qwen2VLDecoderLayer(q.text_config, 0),
                 "Qwen2VLVisionBlock": Qwen2VLVisionBlock(q.vision_config),
                 "MistralDecoderLayer": MistralDecoderLayer(i.text_config, 0),
-                "Idefics2EncoderLayer": Idefics2EncoderLayer(i.vision_config)}
+                "Idefics2EncoderLayer": Idefics2EncoderLayer(i.vision_config)} | matrix_layers()
+
+
+def matrix_layers() -> dict[str, torch.nn.Module]:
+    """One meta-device layer of each stack of the model-swap matrix's real configs (Qwen2.5-VL ... SmolVLM2)."""
+    from helpers.budget_tables import STACKS
+    from helpers.model_matrix import MATRIX
+
+    out = {}
+    for spec in MATRIX:
+        if spec.new:
+            model = meta_model(spec.hub_id)
+            for path, _ in STACKS[model.config.model_type]:
+                layer = model.get_submodule(path)[0]
+                out[type(layer).__name__] = layer
+    return out
 
 
 def main() -> None:

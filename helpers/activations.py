@@ -19,21 +19,27 @@ class LayerActivations:
     peak: float
 
 
+_TEXT_LAYERS = ("Qwen2VLDecoderLayer", "MistralDecoderLayer", "Qwen2_5_VLDecoderLayer", "Qwen3VLTextDecoderLayer",
+                "Gemma3DecoderLayer", "LlamaDecoderLayer")
+_QWEN_VISION = ("Qwen2VLVisionBlock", "Qwen2_5_VLVisionBlock", "Qwen3VLVisionBlock")
+_SIGLIP_LAYERS = ("Idefics2EncoderLayer", "SiglipEncoderLayer", "SmolVLMEncoderLayer")
+
+
 def _inputs(layer: nn.Module, tokens: int, dtype: torch.dtype) -> tuple[tuple, dict]:
     """Arguments of one layer call for `tokens` tokens, by layer class (text decoders and vision encoders)."""
     name = type(layer).__name__
-    if name in ("Qwen2VLDecoderLayer", "MistralDecoderLayer"):
+    if name in _TEXT_LAYERS:
         attn = layer.self_attn
         hidden = torch.randn(1, tokens, layer.hidden_size, dtype=dtype)
         cos = torch.ones(1, tokens, attn.head_dim, dtype=dtype)
         return (hidden,), {"position_embeddings": (cos, torch.zeros_like(cos)), "attention_mask": None}
-    if name == "Qwen2VLVisionBlock":
-        hidden = torch.randn(tokens, layer.norm1.normalized_shape[0], dtype=dtype)
-        head_dim = layer.norm1.normalized_shape[0] // layer.attn.num_heads
-        cos = torch.ones(tokens, head_dim, dtype=dtype)
+    if name in _QWEN_VISION:  # one image of `tokens` patches: varlen attention over cu_seqlens, 2-D rotary
+        width = layer.norm1.weight.shape[0]
+        hidden = torch.randn(tokens, width, dtype=dtype)
+        cos = torch.ones(tokens, width // layer.attn.num_heads, dtype=dtype)
         cu = torch.tensor([0, tokens], dtype=torch.int32)
         return (hidden,), {"cu_seqlens": cu, "position_embeddings": (cos, torch.zeros_like(cos))}
-    if name == "Idefics2EncoderLayer":
+    if name in _SIGLIP_LAYERS:
         return (torch.randn(1, tokens, layer.embed_dim, dtype=dtype),), {"attention_mask": None}
     raise NotImplementedError(f"no activation probe for {name}")
 

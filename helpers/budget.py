@@ -10,42 +10,13 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
+from helpers.budget_tables import LACKS, LAYER_ACTIVATIONS, LORA_KINDS, STACKS  # noqa: F401 (re-exported)
 from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
-from helpers.vision import CHARTQA_MAX_PIXELS, qwen2vl_image_tokens
+from helpers.vision import CHARTQA_MAX_PIXELS, matrix_image_tokens, matrix_pixel_bytes, qwen2vl_image_tokens
 
-_ALL_TEXT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# The LoRA targets inside one layer of each stack, per kind of training the recipes use.
-LORA_KINDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "Qwen2VLDecoderLayer": {"qv": ("q_proj", "v_proj"), "all-linear": _ALL_TEXT, "full": ()},
-    "MistralDecoderLayer": {"qv": ("q_proj", "v_proj"), "all-linear": _ALL_TEXT, "full": ()},
-    "Qwen2VLVisionBlock": {"frozen": (), "all-linear": ("qkv", "proj", "fc1", "fc2"), "full": ()},
-    "Idefics2EncoderLayer": {"frozen": (), "all-linear": ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
-                             "full": ()},
-}
-# "layer/kind@width" -> (saved, peak) bytes per token of one layer: bf16 autocast, LoRA r=8 in fp32, SDPA attention.
-# Measured at the real widths by benchmarks/activation_probe.py (torch 2.14.1, transformers 5.23.0, peft 0.21.2, CPU,
-# 64 tokens); other widths (the tiny models) are measured on first use.
-LAYER_ACTIVATIONS: dict[str, tuple[int, int]] = {
-    "Qwen2VLDecoderLayer/qv@3584": (204696, 332696),
-    "Qwen2VLDecoderLayer/all-linear@3584": (424168, 634217),
-    "Qwen2VLVisionBlock/frozen@1280": (0, 41600),
-    "Qwen2VLVisionBlock/all-linear@1280": (98056, 154056),
-    "MistralDecoderLayer/qv@4096": (191912, 294312),
-    "MistralDecoderLayer/all-linear@4096": (393464, 560377),
-    "Idefics2EncoderLayer/frozen@1152": (0, 21824),
-    "Idefics2EncoderLayer/all-linear@1152": (85712, 133073),
-    # Full fine-tuning: the weight gradients swamp the per-token peak at 64 tokens; the saved bytes bound it instead.
-    "Qwen2VLDecoderLayer/full@3584": (225400, 225400),
-    "Qwen2VLVisionBlock/full@1280": (57032, 57032),
-    "MistralDecoderLayer/full@4096": (200840, 200840),
-    "Idefics2EncoderLayer/full@1152": (33416, 33416),
-}
+MATRIX_TYPES = ("qwen2_5_vl", "qwen3_vl", "gemma3", "smolvlm")  # image arithmetic in helpers.vision
+
 _MEASURED: dict[str, tuple[int, int]] = {}
-# model_type -> the layer stacks (path, modality) whose activations scale with tokens.
-STACKS = {
-    "qwen2_vl": (("model.visual.blocks", "vision"), ("model.language_model.layers", "text")),
-    "idefics2": (("model.vision_model.encoder.layers", "vision"), ("model.text_model.layers", "text")),
-}
 CUDA_CONTEXT = GIB // 2  # assumption: CUDA context + cuBLAS workspace, outside torch.cuda.max_memory_allocated
 LOGIT_COPIES = 3  # fp32 logits of a scored token alive at once in TRL's fused LM head: logits, softmax, gradient
 
@@ -53,6 +24,8 @@ LOGIT_COPIES = 3  # fp32 logits of a scored token alive at once in TRL's fused L
 def image_tokens(config: PretrainedConfig, height: int, width: int, max_pixels: int = CHARTQA_MAX_PIXELS,
                  do_image_splitting: bool = False) -> tuple[int, int]:
     """(tokens the language model sees, patches the vision tower sees) for one image of this size."""
+    if config.model_type in MATRIX_TYPES:
+        return matrix_image_tokens(config, height, width, max_pixels, do_image_splitting)
     if config.model_type == "qwen2_vl":
         tokens = qwen2vl_image_tokens(height, width, max_pixels=max_pixels)
         return tokens, tokens * config.vision_config.spatial_merge_size**2
@@ -74,15 +47,20 @@ class MemoryEstimate:
     activations: int
     transient: int
     inputs: int
+    lacks: tuple[str, ...] = ()  # what the estimate leaves out for this architecture (budget_tables.LACKS)
+
+    def terms(self) -> dict[str, int]:
+        """The byte terms, without `lacks`."""
+        return {k: v for k, v in asdict(self).items() if k != "lacks"}
 
     @property
     def peak(self) -> int:
         """Every term at once: the allocated peak, without the CUDA context."""
-        return sum(asdict(self).values())
+        return sum(self.terms().values())
 
     def gib(self) -> dict[str, float]:
         """The terms and the peak in GiB."""
-        return {k: v / GIB for k, v in {**asdict(self), "peak": self.peak}.items()}
+        return {k: v / GIB for k, v in {**self.terms(), "peak": self.peak}.items()}
 
 
 def _stack_kinds(model: nn.Module, plain: nn.Module, method: str) -> list[tuple[str, nn.Module, int, str]]:
@@ -148,11 +126,14 @@ def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: s
     dequant = 2 * max(quantized_linears(plain).values()) if method == "qlora" else 0
     return MemoryEstimate(weights=weights, adapter=adapter, gradients=n_train * p_size,
                           optimizer=2 * n_train * p_size, reference=reference, activations=int(saved),
-                          transient=int(working + logits + dequant), inputs=seqs * pixel_bytes(cfg, patches))
+                          transient=int(working + logits + dequant), inputs=seqs * pixel_bytes(cfg, patches),
+                          lacks=LACKS.get(cfg.model_type, ()))
 
 
 def pixel_bytes(config: PretrainedConfig, patches: int) -> int:
     """fp32 `pixel_values` of one image: Qwen2-VL flattens 2x14x14x3 values per patch, Idefics2 keeps the pixels."""
+    if config.model_type in MATRIX_TYPES:
+        return matrix_pixel_bytes(config, patches)
     if config.model_type == "qwen2_vl":
         v = config.vision_config
         return patches * v.temporal_patch_size * v.patch_size**2 * v.in_channels * 4
@@ -164,7 +145,7 @@ def layer_width(layer: nn.Module) -> int:
     if hasattr(layer, "hidden_size"):
         return layer.hidden_size
     norm = getattr(layer, "norm1", None) or getattr(layer, "layer_norm1")
-    return norm.normalized_shape[0]
+    return norm.weight.shape[0]  # LayerNorm or RMSNorm (Qwen2.5-VL's vision tower)
 
 
 def layer_cost(layer: nn.Module, key: str) -> tuple[int, int]:
@@ -199,7 +180,7 @@ def estimate_grpo_memory(config: str | Path | PretrainedConfig, *, generation_ba
     size, max_pixels = step.get("image_size", (600, 800)), step.get("max_pixels", CHARTQA_MAX_PIXELS)
     img, patches = image_tokens(cfg, *size, max_pixels=max_pixels)
     text = cfg.get_text_config()
-    head_dim = text.hidden_size // text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     kv = generation_batch * (prompt_tokens + img + completion_tokens) * text.num_hidden_layers * 2 * \
         text.num_key_value_heads * head_dim * 2
     sampling = dict(activations=0, transient=kv, inputs=generation_batch * pixel_bytes(cfg, patches))

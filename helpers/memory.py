@@ -20,6 +20,10 @@ SHIPPED_CONFIGS = {
     "Qwen/Qwen2-VL-7B-Instruct": "qwen2-vl-7b-instruct.config.json",
     "Qwen/Qwen2-VL-2B-Instruct": "qwen2-vl-2b-instruct.config.json",
     "HuggingFaceM4/idefics2-8b": "idefics2-8b.config.json",
+    # The model-swap matrix: hub files in data_samples/configs/matrix/<owner>__<name>/ (sources in its SOURCES.md).
+    **{hub_id: f"matrix/{hub_id.replace('/', '__')}/config.json" for hub_id in (
+        "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "google/gemma-3-4b-it",
+        "HuggingFaceTB/SmolVLM2-2.2B-Instruct")},
 }
 
 

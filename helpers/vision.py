@@ -1,8 +1,9 @@
-"""Image hygiene (any PIL mode to bounded RGB) and image-token arithmetic for Qwen2-VL and Idefics2."""
+"""Image hygiene (any PIL mode to bounded RGB) and image-token arithmetic (Qwen-VL, Idefics2, Gemma 3, SmolVLM2)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -92,3 +93,73 @@ def prepare_image(image: Image.Image, max_side: int = MAX_SIDE, min_side: int = 
 
 # Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
 CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
+
+
+# --- Image-token arithmetic of the model-swap matrix (Qwen2.5-VL, Qwen3-VL, Gemma 3, SmolVLM2) ---
+# SmolVLM2's image processor (preprocessor_config.json): longest edge resized to 1536 px, split into 384-px crops.
+SMOLVLM_LONGEST_EDGE, SMOLVLM_CROP = 1536, 384
+
+
+def qwen_vl_image_tokens(height: int, width: int, patch_size: int = 14, merge_size: int = 2,
+                         min_pixels: int = QWEN2VL_MIN_PIXELS, max_pixels: int = QWEN2VL_MAX_PIXELS) -> int:
+    """Return the image tokens of any Qwen-VL processor: one per (patch x merge)^2 pixels, within the pixel bounds.
+
+    The same `smart_resize` as Qwen2-VL's; Qwen2.5-VL has 14-px patches (28 px per token), Qwen3-VL 16-px (32 px).
+    """
+    f = patch_size * merge_size
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds {MAX_ASPECT_RATIO}")
+    h, w = round(height / f) * f, round(width / f) * f  # transformers' `smart_resize`, step by step
+    if h * w > max_pixels:
+        scale = math.sqrt(height * width / max_pixels)
+        h, w = max(f, math.floor(height / scale / f) * f), max(f, math.floor(width / scale / f) * f)
+    elif h * w < min_pixels:
+        scale = math.sqrt(min_pixels / (height * width))
+        h, w = math.ceil(height * scale / f) * f, math.ceil(width * scale / f) * f
+    return (h // f) * (w // f)
+
+
+def smolvlm_crops(height: int, width: int, do_image_splitting: bool = True, longest_edge: int = SMOLVLM_LONGEST_EDGE,
+                  crop: int = SMOLVLM_CROP) -> int:
+    """Return the 384-px images SmolVLM2's processor makes of one image: rows x cols crops + 1 global view, or 1.
+
+    With splitting, the longer side is first resized to `longest_edge` (up or down, the shorter side rounded to even),
+    then both sides up to multiples of `crop`; an image that ends within one crop is not split.
+    """
+    if not do_image_splitting:
+        return 1
+    if width >= height:
+        h, w = int(longest_edge / (width / height)), longest_edge
+        h += h % 2
+    else:
+        h, w = longest_edge, int(longest_edge * (width / height))
+        w += w % 2
+    rows, cols = math.ceil(h / crop), math.ceil(w / crop)
+    return rows * cols + 1 if rows * cols > 1 else 1
+
+
+def matrix_image_tokens(config: Any, height: int, width: int, max_pixels: int = QWEN2VL_MAX_PIXELS,
+                        do_image_splitting: bool = True) -> tuple[int, int]:
+    """(image tokens the language model sees, patches the vision tower sees) for one image, for the matrix's new
+    architectures. Gemma 3 always sees one 896-px image (no pan-and-scan); SmolVLM2's tokens are crops x 81 `<image>`
+    tokens (the ~2 row/column marker tokens per crop are text)."""
+    v = config.vision_config
+    if config.model_type in ("qwen2_5_vl", "qwen3_vl"):
+        tokens = qwen_vl_image_tokens(height, width, v.patch_size, v.spatial_merge_size, max_pixels=max_pixels)
+        return tokens, tokens * v.spatial_merge_size**2
+    if config.model_type == "gemma3":
+        return config.mm_tokens_per_image, (v.image_size // v.patch_size) ** 2
+    if config.model_type == "smolvlm":
+        crops, side = smolvlm_crops(height, width, do_image_splitting), v.image_size // v.patch_size
+        return crops * side**2 // config.scale_factor**2, crops * side**2
+    raise NotImplementedError(f"no image-token arithmetic for {config.model_type}")
+
+
+def matrix_pixel_bytes(config: Any, patches: int) -> int:
+    """fp32 `pixel_values` of one image for the matrix's new architectures (from the vision tower's patch count)."""
+    v = config.vision_config
+    if config.model_type in ("qwen2_5_vl", "qwen3_vl"):  # flattened 2 x p x p x 3 values per patch
+        return patches * v.temporal_patch_size * v.patch_size**2 * 3 * 4
+    crop_pixels = v.image_size**2 * patches // (v.image_size // v.patch_size) ** 2  # whole crops, with the remainder
+    mask = crop_pixels if config.model_type == "smolvlm" else 0  # SmolVLM2's bool pixel_attention_mask
+    return crop_pixels * 3 * 4 + mask
