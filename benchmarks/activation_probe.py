@@ -23,7 +23,7 @@ RESULTS = "benchmarks/results/activation-probe-cpu.json"
 
 
 def layers() -> dict[str, torch.nn.Module]:
-    """One meta-device layer of each stack of the real Qwen2-VL-7B and idefics2-8b configs, and of the matrix's."""
+    """One meta-device layer of each stack of the real Qwen2-VL-7B and idefics2-8b configs."""
     q, i = load_config("Qwen/Qwen2-VL-7B-Instruct"), load_config("HuggingFaceM4/idefics2-8b")
     for cfg in (q.text_config, q.vision_config, i.text_config, i.vision_config):
         cfg._attn_implementation = "sdpa"  # what from_pretrained picks by default; standalone layers see None
@@ -31,7 +31,7 @@ def layers() -> dict[str, torch.nn.Module]:
         return {"Qwen2VLDecoderLayer": Qwen2VLDecoderLayer(q.text_config, 0),
                 "Qwen2VLVisionBlock": Qwen2VLVisionBlock(q.vision_config),
                 "MistralDecoderLayer": MistralDecoderLayer(i.text_config, 0),
-                "Idefics2EncoderLayer": Idefics2EncoderLayer(i.vision_config)} | matrix_layers()
+                "Idefics2EncoderLayer": Idefics2EncoderLayer(i.vision_config)}
 
 
 def matrix_layers() -> dict[str, torch.nn.Module]:
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", help="only these training kinds (frozen, qv, all-linear, full)")
     args = parser.parse_args()
     table, start = {}, time.time()
-    for name, layer in layers().items():
+    for name, layer in {**layers(), **matrix_layers()}.items():
         for kind, targets in LORA_KINDS[name].items():
             if args.kinds and kind not in args.kinds:
                 continue

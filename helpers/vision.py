@@ -98,6 +98,7 @@ CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
 # --- Image-token arithmetic of the model-swap matrix (Qwen2.5-VL, Qwen3-VL, Gemma 3, SmolVLM2) ---
 # SmolVLM2's image processor (preprocessor_config.json): longest edge resized to 1536 px, split into 384-px crops.
 SMOLVLM_LONGEST_EDGE, SMOLVLM_CROP = 1536, 384
+QWEN3VL_MIN_PIXELS = 65_536  # Qwen3-VL's hub lower bound (64 tokens of 32x32 px); Qwen2.5-VL keeps Qwen2-VL's 3136
 
 
 def qwen_vl_image_tokens(height: int, width: int, patch_size: int = 14, merge_size: int = 2,
@@ -145,7 +146,8 @@ def matrix_image_tokens(config: Any, height: int, width: int, max_pixels: int = 
     tokens (the ~2 row/column marker tokens per crop are text)."""
     v = config.vision_config
     if config.model_type in ("qwen2_5_vl", "qwen3_vl"):
-        tokens = qwen_vl_image_tokens(height, width, v.patch_size, v.spatial_merge_size, max_pixels=max_pixels)
+        low = QWEN3VL_MIN_PIXELS if config.model_type == "qwen3_vl" else QWEN2VL_MIN_PIXELS
+        tokens = qwen_vl_image_tokens(height, width, v.patch_size, v.spatial_merge_size, low, max_pixels)
         return tokens, tokens * v.spatial_merge_size**2
     if config.model_type == "gemma3":
         return config.mm_tokens_per_image, (v.image_size // v.patch_size) ** 2

@@ -1,0 +1,203 @@
+"""The model-swap matrix's budget: exact published parameter counts, image tokens equal to the real image processors',
+and an estimate for every architecture (vision tower, projector, language model) that says what it leaves out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig
+from PIL import Image
+from transformers import AutoImageProcessor
+
+from helpers.activations import measure_layer
+from helpers.budget import LAYER_ACTIVATIONS, LORA_KINDS, STACKS, estimate_training_memory, image_tokens, \
+    layer_width, pixel_bytes
+from helpers.memory import CONFIG_DIR, load_config, meta_model, parameter_counts
+from helpers.model_matrix import MATRIX, SFT_LORA, SFT_STEP, chart_tokens, matrix_rows, recipe_estimates
+from helpers.vision import qwen_vl_image_tokens, smolvlm_crops
+
+NEW = [spec for spec in MATRIX if spec.new]
+IDS = [spec.hub_id.split("/")[1] for spec in NEW]
+# The published parameter count of each new model, which the meta-device count of the shipped config.json must equal.
+PUBLISHED = {
+    # huggingface.co's model listing: "numParameters": 8292166656 (the safetensors metadata total; bf16 16,584,333,312 B)
+    "Qwen/Qwen2.5-VL-7B-Instruct": 8_292_166_656,
+    # the hub shows "4.44B params"; the exact figure is that of the real checkpoint loaded with transformers 5.9
+    # (`total_parameters: 4437815808` in a public run report) - no exact figure on a hub page was found
+    "Qwen/Qwen3-VL-4B-Instruct": 4_437_815_808,
+    # keras-hub's medgemma_4b presets (the same architecture): "params": 4300079472; several public repos assert it
+    # after Gemma3ForConditionalGeneration.from_pretrained("google/gemma-3-4b-it"); the hub shows "4.3B params"
+    "google/gemma-3-4b-it": 4_300_079_472,
+    # a public model roster's "published_parameter_count": 2246784880; the hub's fp32 shards total 8.99 GB (4 B each)
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": 2_246_784_880,
+}
+
+
+@pytest.mark.parametrize("spec", NEW, ids=IDS)
+def test_exact_count_equals_the_published_count(spec):
+    assert parameter_counts(spec.hub_id)["total"] == PUBLISHED[spec.hub_id]
+
+
+@pytest.mark.parametrize("spec", NEW, ids=IDS)
+def test_a_wrong_tie_flag_misses_the_published_count(spec):
+    """Negative control: flipping tie_word_embeddings (Qwen3-VL and Gemma 3 tie, the others do not) moves the count
+    by exactly one vocab x hidden matrix, so the published count pins the flag."""
+    cfg = load_config(spec.hub_id)
+    text = cfg.get_text_config()
+    wrong = not cfg.tie_word_embeddings
+    cfg.tie_word_embeddings = text.tie_word_embeddings = wrong
+    delta = parameter_counts(cfg)["total"] - PUBLISHED[spec.hub_id]
+    assert delta == (1 if wrong is False else -1) * text.vocab_size * text.hidden_size
+
+
+def _image(height: int, width: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def _processed(spec, height: int, width: int) -> tuple[int, int, int]:
+    """(image tokens, vision patches, pixel bytes) the real image processor gives, with the recipe's settings."""
+    import json
+
+    folder = CONFIG_DIR / spec.folder
+    processor = AutoImageProcessor.from_pretrained(folder)
+    for key, value in spec.settings.items():
+        setattr(processor, key, value)
+    out = processor(images=[_image(height, width)], return_tensors="pt")
+    pixels = out["pixel_values"]
+    size = pixels.numel() * pixels.element_size()
+    size += out["pixel_attention_mask"].numel() if "pixel_attention_mask" in out else 0
+    cfg = load_config(spec.hub_id)
+    if "image_grid_thw" in out:  # Qwen: one token per merge x merge patches
+        patches = int(out["image_grid_thw"].prod())
+        return patches // cfg.vision_config.spatial_merge_size**2, patches, size
+    seq = json.loads((folder / "processor_config.json").read_text())
+    per_image = seq.get("image_seq_len") or seq["image_seq_length"]  # SmolVLM2: 81 per crop, Gemma 3: 256
+    images = pixels.shape[1] if pixels.dim() == 5 else pixels.shape[0]
+    side = cfg.vision_config.image_size // cfg.vision_config.patch_size
+    return images * per_image, images * side**2, size
+
+
+SIZES = [(600, 800), (800, 600), (300, 2000), (120, 90), (1500, 1500)]
+
+
+@pytest.mark.parametrize("spec", NEW, ids=IDS)
+def test_image_tokens_patches_and_pixel_bytes_equal_the_image_processors(spec):
+    cfg = load_config(spec.hub_id)
+    for height, width in SIZES + [spec.largest]:
+        tokens, patches, size = _processed(spec, height, width)
+        assert image_tokens(cfg, height, width, **spec.options) == (tokens, patches), (height, width)
+        assert pixel_bytes(cfg, patches) == size, (height, width)
+
+
+def test_chart_tokens_of_the_matrix():
+    """The 800x600 chart per model, under each recipe's options (the README's matrix column)."""
+    assert {s.hub_id.split("/")[1]: chart_tokens(s) for s in MATRIX} == {
+        "Qwen2-VL-7B-Instruct": 609, "idefics2-8b": 64, "Qwen2.5-VL-7B-Instruct": 609,
+        "Qwen3-VL-4B-Instruct": 475, "gemma-3-4b-it": 256, "SmolVLM2-2.2B-Instruct": 13 * 81}
+
+
+def test_wrong_image_arithmetic_is_caught():
+    """Negative controls: Qwen2-VL's 28-px tokens on Qwen3-VL, or SmolVLM2 without its upscale to 1536 px, miss."""
+    qwen3 = next(s for s in NEW if "Qwen3" in s.hub_id)
+    smol = next(s for s in NEW if "SmolVLM2" in s.hub_id)
+    assert qwen_vl_image_tokens(600, 800, patch_size=14) != _processed(qwen3, 600, 800)[0]
+    assert smolvlm_crops(600, 800, longest_edge=800) * 81 != _processed(smol, 600, 800)[0]
+
+
+def _estimate(spec, step, lora, **kw):
+    args = {**step, "image_size": spec.largest, **spec.options, **kw}
+    return estimate_training_memory(spec.hub_id, lora_config=LoraConfig(**lora), **args)
+
+
+@pytest.mark.parametrize("spec", NEW, ids=IDS)
+def test_every_architecture_gets_a_full_estimate_that_says_what_it_lacks(spec):
+    for est in recipe_estimates(spec.hub_id):  # SFT QLoRA and DPO LoRA at batch 4, the largest image
+        terms = est.terms()
+        assert terms.pop("reference") == 0  # PEFT: the DPO reference is the base with the adapter off
+        assert all(v > 0 for v in terms.values()) and math.isfinite(est.peak), terms
+        assert est.lacks and all(isinstance(t, str) for t in est.lacks)
+
+
+# A smaller image per model: Qwen caps pixels, SmolVLM2 upscales every image to 1536 px (so only the aspect ratio
+# changes its crops: a 1:4 strip makes 1 x 4 + 1), Gemma 3 resizes every image to 896 x 896.
+SMALLER = {"Qwen2.5-VL-7B-Instruct": (300, 400), "Qwen3-VL-4B-Instruct": (300, 400),
+           "SmolVLM2-2.2B-Instruct": (384, 1536), "gemma-3-4b-it": (300, 400)}
+
+
+@pytest.mark.parametrize("spec", NEW, ids=IDS)
+def test_estimate_grows_with_batch_and_image(spec):
+    one, two = (_estimate(spec, SFT_STEP, SFT_LORA, batch_size=b) for b in (1, 2))
+    assert one.peak < two.peak < recipe_estimates(spec.hub_id)[0].peak  # batch 1 < 2 < 4
+    small = _estimate(spec, SFT_STEP, SFT_LORA, batch_size=1, image_size=SMALLER[spec.hub_id.split("/")[1]])
+    if spec.hub_id.startswith("google/gemma-3"):
+        assert small.peak == one.peak
+    else:
+        assert small.peak < one.peak and small.activations < one.activations and small.inputs < one.inputs
+
+
+def test_q_v_lora_in_a_siglip_tower_costs_its_activations():
+    """Notebook 03's q/v targets also match SigLIP's q_proj/v_proj (Gemma 3, SmolVLM2): the tower's checkpointed
+    inputs are then kept. Negative control: the same adapter restricted to the language model keeps less."""
+    gemma = next(s for s in NEW if "gemma" in s.hub_id)
+    text_only = {**SFT_LORA, "target_modules": r".*language_model.*\.(q_proj|v_proj)"}
+    both, text = _estimate(gemma, SFT_STEP, SFT_LORA), _estimate(gemma, SFT_STEP, text_only)
+    assert both.activations > text.activations and both.adapter > text.adapter
+
+
+# One layer per new kind of layer (the SigLIP tower is shared by Gemma 3 and SmolVLM2, like idefics2's).
+PROBED = ["Qwen2_5_VLVisionBlock/all-linear", "Qwen3VLVisionBlock/all-linear", "SiglipEncoderLayer/qv",
+          "Gemma3DecoderLayer/qv"]
+
+
+@pytest.fixture(scope="module")
+def new_layers():
+    out = {}
+    for spec in NEW:
+        model = meta_model(spec.hub_id)
+        for path, _ in STACKS[model.config.model_type]:
+            layer = model.get_submodule(path)[0]
+            out[type(layer).__name__] = layer
+    return out
+
+
+@pytest.mark.parametrize("key", PROBED)
+def test_activation_table_matches_a_fresh_probe_of_the_real_layer(key, new_layers):
+    name, kind = key.split("/")
+    layer = new_layers[name]
+    saved, peak = LAYER_ACTIVATIONS[f"{key}@{layer_width(layer)}"]
+    fresh = measure_layer(layer, LORA_KINDS[name][kind], input_grad=kind != "frozen")
+    assert fresh.saved == pytest.approx(saved, rel=0.05) and max(fresh.saved, fresh.peak) == pytest.approx(peak, rel=0.1)
+
+
+def test_every_new_layer_kind_has_a_measured_row(new_layers):
+    """The estimates of the matrix never fall back to measuring at the real width on a user's machine."""
+    kinds = {"vision": ("frozen", "all-linear"), "text": ("qv", "all-linear")}
+    for spec in NEW:
+        model = meta_model(spec.hub_id)
+        for path, modality in STACKS[model.config.model_type]:
+            layer = model.get_submodule(path)[0]
+            for kind in kinds[modality] + (("qv",) if "Encoder" in type(layer).__name__ else ()):
+                assert f"{type(layer).__name__}/{kind}@{layer_width(layer)}" in LAYER_ACTIVATIONS
+
+
+def test_matrix_rows():
+    rows = {r["model"]: r for r in matrix_rows()}
+    assert list(rows) == [s.hub_id for s in MATRIX]
+    for spec in NEW:
+        row = rows[spec.hub_id]
+        assert row["parameters"] == PUBLISHED[spec.hub_id]
+        assert row["image_tokens_800x600"] == chart_tokens(spec)
+        assert 0 < row["sft_qlora_gib"] < row["dpo_lora_gib"] and row["lacks"]
+    # the smaller models need less than the 7-8 B ones in both recipes
+    small = [rows[h] for h in ("Qwen/Qwen3-VL-4B-Instruct", "google/gemma-3-4b-it")]
+    assert all(r["dpo_lora_gib"] < rows["Qwen/Qwen2.5-VL-7B-Instruct"]["dpo_lora_gib"] for r in small)
+
+
+def test_lacks_do_not_enter_the_peak():
+    est = recipe_estimates(NEW[0].hub_id)[0]
+    assert est.peak == replace(est, lacks=()).peak == sum(est.terms().values())
+    assert "lacks" not in est.gib()
