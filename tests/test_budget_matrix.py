@@ -197,6 +197,13 @@ def test_matrix_rows():
     assert all(r["dpo_lora_gib"] < rows["Qwen/Qwen2.5-VL-7B-Instruct"]["dpo_lora_gib"] for r in small)
 
 
+def test_every_recipe_fits_an_a100_40gb():
+    """What the README's matrix section says."""
+    from helpers.fit import fits
+
+    assert all(fits(est, "A100 40GB") for spec in MATRIX for est in recipe_estimates(spec.hub_id))
+
+
 def test_lacks_do_not_enter_the_peak():
     est = recipe_estimates(NEW[0].hub_id)[0]
     assert est.peak == replace(est, lacks=()).peak == sum(est.terms().values())

@@ -41,3 +41,19 @@ def test_a_typed_time_is_caught():
     assert edited != text
     source = nbformat.read(ROOT / "notebooks" / name, as_version=4).cells[0].source
     assert fill_tables.fill_notebook(source, TIMES["notebooks"][name] + 7) != source
+
+
+def test_readme_shows_the_computed_matrix():
+    """README.md's model-swap matrix is `helpers.model_matrix.matrix_rows()` as `make tables` writes it."""
+    text = (ROOT / "README.md").read_text()
+    assert fill_tables.fill_matrix(text, fill_tables.matrix_table()) == text
+
+
+def test_a_typed_matrix_number_is_caught():
+    """Negative control: one peak edited by hand (or a stale row after a budget change) no longer matches."""
+    from helpers.model_matrix import MATRIX, matrix_rows
+
+    rows = [{**r, "processor": s.processor} for r, s in zip(matrix_rows(), MATRIX)]
+    rows[0] = {**rows[0], "sft_qlora_gib": rows[0]["sft_qlora_gib"] + 0.1}
+    text = (ROOT / "README.md").read_text()
+    assert fill_tables.fill_matrix(text, fill_tables.matrix_table(tuple(rows))) != text
