@@ -44,7 +44,9 @@ MATRIX = (
     MatrixModel("HuggingFaceM4/idefics2-8b", False,
                 'AutoProcessor.from_pretrained(model_id, do_image_splitting=False)',
                 (980, 980), {"do_image_splitting": False}, {"do_image_splitting": False}),
-    MatrixModel("Qwen/Qwen2.5-VL-7B-Instruct", True,  # the hub's min_pixels/max_pixels load into the same `size` keys
+    # Qwen2.5-VL: the hub file's min_pixels/max_pixels load into these `size` keys and override a `size=` argument
+    # of from_pretrained (as on Qwen2-VL), so the cap is set on the loaded processor
+    MatrixModel("Qwen/Qwen2.5-VL-7B-Instruct", True,
                 'processor.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": 1024 * 28 * 28}',
                 (896, 896), {"max_pixels": 1024 * 28 * 28}, {"size": {"shortest_edge": 56 * 56,
                                                                       "longest_edge": 1024 * 28 * 28}}),

@@ -100,6 +100,18 @@ def test_chart_tokens_of_the_matrix():
         "Qwen3-VL-4B-Instruct": 475, "gemma-3-4b-it": 256, "SmolVLM2-2.2B-Instruct": 13 * 81}
 
 
+@pytest.mark.parametrize("name, silently_uncapped", [("Qwen2.5-VL-7B-Instruct", True), ("Qwen3-VL-4B-Instruct", False)])
+def test_which_qwen_cap_takes_effect(name, silently_uncapped):
+    """The recipe's line (setting `size` on the loaded image processor) caps both Qwen processors at 1,024 tokens.
+    `from_pretrained(size=...)` does not on Qwen2.5-VL: its hub file's top-level `max_pixels` overrides the argument,
+    as on Qwen2-VL (helpers/processors.py); Qwen3-VL's file has `size` itself, so there the argument holds."""
+    spec = next(s for s in NEW if s.hub_id.endswith(name))
+    assert _processed(spec, 1500, 1500)[0] == 1024
+    processor = AutoImageProcessor.from_pretrained(CONFIG_DIR / spec.folder, **spec.settings)
+    grid = processor(images=[_image(1500, 1500)], return_tensors="pt")["image_grid_thw"]
+    assert (int(grid.prod()) // 4 > 1024) is silently_uncapped
+
+
 def test_wrong_image_arithmetic_is_caught():
     """Negative controls: Qwen2-VL's 28-px tokens on Qwen3-VL, or SmolVLM2 without its upscale to 1536 px, miss."""
     qwen3 = next(s for s in NEW if "Qwen3" in s.hub_id)
