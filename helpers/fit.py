@@ -12,6 +12,7 @@ import torch
 from transformers import PretrainedConfig
 
 from helpers.budget import CUDA_CONTEXT, STACKS, MemoryEstimate, image_tokens, layer_cost, pixel_bytes
+from helpers.budget_tables import LACKS
 from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
 from helpers.vision import CHARTQA_MAX_PIXELS
 
@@ -48,7 +49,7 @@ def estimate_generation_memory(config: str | Path | PretrainedConfig, *, method:
     dequant = 2 * max(quantized_linears(plain).values()) if method == "qlora" else 0
     return MemoryEstimate(weights=weights, adapter=adapter, gradients=0, optimizer=0, reference=0,
                           activations=kv_cache, transient=working + logits + dequant,
-                          inputs=batch_size * pixel_bytes(cfg, patches))
+                          inputs=batch_size * pixel_bytes(cfg, patches), lacks=LACKS.get(cfg.model_type, ()))
 
 
 def fits(estimate: MemoryEstimate, card: str) -> bool:
