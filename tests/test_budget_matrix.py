@@ -26,8 +26,8 @@ IDS = [spec.hub_id.split("/")[1] for spec in NEW]
 PUBLISHED = {
     # huggingface.co's model listing: "numParameters": 8292166656 (the safetensors metadata total; bf16 16,584,333,312 B)
     "Qwen/Qwen2.5-VL-7B-Instruct": 8_292_166_656,
-    # the hub shows "4.44B params"; the exact figure is that of the real checkpoint loaded with transformers 5.9
-    # (`total_parameters: 4437815808` in a public run report) - no exact figure on a hub page was found
+    # the hub's model.safetensors.index.json: metadata.total_size 8875631616 B, all 713 tensors BF16 (as read from the
+    # shard headers @ebb281ec in public repos), / 2 B; also `total_parameters: 4437815808` of the loaded checkpoint
     "Qwen/Qwen3-VL-4B-Instruct": 4_437_815_808,
     # keras-hub's medgemma_4b presets (the same architecture): "params": 4300079472; several public repos assert it
     # after Gemma3ForConditionalGeneration.from_pretrained("google/gemma-3-4b-it"); the hub shows "4.3B params"
@@ -37,9 +37,17 @@ PUBLISHED = {
 }
 
 
+# The vision towers where a published split exists: Qwen2.5-VL's `model.visual` counted on the loaded checkpoint
+# (676550144, a public fine-tuning script's output), Qwen3-VL's from its shards (830695424 B of BF16 `model.visual.`).
+PUBLISHED_VISUAL = {"Qwen/Qwen2.5-VL-7B-Instruct": 676_550_144, "Qwen/Qwen3-VL-4B-Instruct": 830_695_424 // 2}
+
+
 @pytest.mark.parametrize("spec", NEW, ids=IDS)
 def test_exact_count_equals_the_published_count(spec):
     assert parameter_counts(spec.hub_id)["total"] == PUBLISHED[spec.hub_id]
+    if spec.hub_id in PUBLISHED_VISUAL:
+        visual = meta_model(spec.hub_id).model.visual
+        assert sum(p.numel() for p in visual.parameters()) == PUBLISHED_VISUAL[spec.hub_id]
 
 
 @pytest.mark.parametrize("spec", NEW, ids=IDS)
