@@ -1,4 +1,4 @@
-"""The cookbook's processor settings: Qwen2-VL's image-token cap, idefics2's sequence start, the end-of-turn token."""
+"""The cookbook's processor settings: Qwen's image-token cap, idefics2's sequence start, the end-of-turn token."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from transformers import AutoProcessor
 
+from helpers.models import swap_for
 from helpers.tiny import resolve
 from helpers.vision import CHARTQA_MAX_PIXELS, QWEN2VL_MIN_PIXELS
 
@@ -48,7 +49,7 @@ def end_of_turn_id(processor: Any) -> int | None:
 
 
 def load_processor(hub_id: str, max_pixels: int = CHARTQA_MAX_PIXELS) -> Any:
-    """The notebooks' processor for `hub_id`: Qwen2-VL capped at `max_pixels`; idefics2 without image splitting, BOS."""
-    processor = AutoProcessor.from_pretrained(resolve(hub_id), **({} if "qwen" in hub_id.lower() else
-                                                                  {"do_image_splitting": False}))
-    return cap_image_tokens(processor, max_pixels) if "qwen" in hub_id.lower() else bos_in_template(processor)
+    """The recipes' processor for `hub_id` as `helpers.models.MODELS` sets it: image budget, BOS in the template."""
+    swap = swap_for(hub_id)
+    processor = AutoProcessor.from_pretrained(resolve(hub_id), **swap.processor_kwargs)
+    return cap_image_tokens(processor, max_pixels) if swap.family == "qwen" else bos_in_template(processor)

@@ -118,12 +118,12 @@ def _trained_bpe(tokenizer: Any) -> tuple[list[str], list]:
 
 
 def _save_model(out: Path, kind: str) -> None:
-    """Random weights for the shrunk config, drawn wide (INIT_RANGE), saved in the hub's dtype."""
+    """Random weights for the shrunk config, drawn wide (INIT_RANGE or the spec's), saved in the hub's dtype."""
     config = AutoConfig.from_pretrained(out)
     hub = json.loads((out / "config.json").read_text())
     dtype = getattr(torch, hub.get("torch_dtype") or hub["text_config"]["dtype"])  # Qwen3-VL: text_config.dtype
     for sub in [config, *(getattr(config, k) for k in config.sub_configs)]:
-        sub.initializer_range = INIT_RANGE
+        sub.initializer_range = SPECS[kind].get("init_range", INIT_RANGE)
     torch.manual_seed(SEED)
     model = AutoModelForImageTextToText.from_config(config).to(dtype)
     model.save_pretrained(out)
