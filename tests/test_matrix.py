@@ -165,6 +165,10 @@ def test_gemma3_trains_with_token_type_ids(chartqa, tmp_path):
     trainer = sft_trainer(processor, hub_id, rows, tmp_path)
     batch = trainer.data_collator([dict(r) for r in rows])
     assert torch.equal(batch["token_type_ids"], (batch["input_ids"] == processor.tokenizer.image_token_id).long())
+    rendered = processor.apply_chat_template(rows[0]["prompt"] + rows[0]["completion"], tokenize=False)
+    bos = processor.tokenizer.bos_token_id
+    assert batch["input_ids"][0].tolist().count(bos) == 1  # the template writes <bos>; TRL adds no second one
+    assert processor(text=[rendered], images=[rows[0]["images"]])["input_ids"][0].count(bos) == 2  # the trap TRL avoids
     seen = []
     trainer.model.register_forward_pre_hook(lambda _, args, kwargs: seen.append(kwargs.get("token_type_ids")),
                                             with_kwargs=True)
