@@ -26,14 +26,14 @@ class Swap:
 QWEN_QV = ["q_proj", "v_proj"]
 MODELS: dict[str, Swap] = {
     "Qwen/Qwen2-VL-7B-Instruct": Swap(
-        "qwen", "processor.image_processor.size = {'shortest_edge': min_px, 'longest_edge': max_px}",
+        "qwen", "processor.image_processor.size = {'shortest_edge': 56 * 56, 'longest_edge': 1024 * 28 * 28}",
         lora_targets=QWEN_QV, why="one token per 28x28 px (patch 14, merge 2); the seed recipe's model"),
     "Qwen/Qwen2.5-VL-7B-Instruct": Swap(
-        "qwen", "processor.image_processor.size = {'shortest_edge': min_px, 'longest_edge': max_px}",
-        lora_targets=QWEN_QV, why="same processor class and 28 px tokens as Qwen2-VL; windowed vision attention"),
+        "qwen", "processor.image_processor.size = {'shortest_edge': 56 * 56, 'longest_edge': 1024 * 28 * 28}",
+        lora_targets=QWEN_QV, why="same processor class and 28-px tokens as Qwen2-VL; windowed vision attention"),
     "Qwen/Qwen3-VL-4B-Instruct": Swap(
-        "qwen", "processor.image_processor.size = {'shortest_edge': min_px, 'longest_edge': max_px}",
-        lora_targets=QWEN_QV, why="one token per 32x32 px (patch 16, merge 2): the same pixel cap gives fewer tokens"),
+        "qwen", "processor.image_processor.size = {'shortest_edge': 256 * 256, 'longest_edge': 1024 * 32 * 32}",
+        lora_targets=QWEN_QV, why="one token per 32x32 px (patch 16, merge 2): the same 1,024-token cap is more pixels"),
     "HuggingFaceM4/idefics2-8b": Swap(
         "idefics", "do_image_splitting=False (64 tokens an image)", {"do_image_splitting": False},
         why="splitting makes 5 crops (320 tokens); the template lacks the BOS the tokenizer adds (bos_in_template)"),
@@ -41,8 +41,8 @@ MODELS: dict[str, Swap] = {
         "gemma3", "none: every image is resized to 896x896, 256 tokens (pan-and-scan stays off)",
         why="needs token_type_ids (TRL's collators add them); the template writes the BOS itself"),
     "HuggingFaceTB/SmolVLM2-2.2B-Instruct": Swap(
-        "idefics", "do_image_splitting=False (one 384 px image, 81 tokens)", {"do_image_splitting": False},
-        why="the hub weights are float32: loading with dtype='auto' would double the memory"),
+        "idefics", "none: the hub's splitting (longest edge 1,536 px, 384-px crops of 81 tokens, plus the whole image)",
+        why="small enough to keep its splitting; the hub weights are float32, so dtype='auto' would double the memory"),
 }
 
 

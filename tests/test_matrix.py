@@ -30,8 +30,12 @@ COMMON = dict(per_device_train_batch_size=2, max_length=None, report_to="none", 
 
 @pytest.fixture(scope="module", params=list(MODELS))
 def loaded(request):
-    """A matrix model's hub id and processor, as the recipes load it."""
-    return request.param, load_processor(request.param, max_pixels=TINY_PIXELS)
+    """A matrix model's hub id and processor, as the recipes load it (with tiny-mode image budgets)."""
+    processor = load_processor(request.param, max_pixels=TINY_PIXELS)
+    image_processor = processor.image_processor
+    if getattr(image_processor, "do_image_splitting", False):  # SmolVLM2: 2x2 crops and the whole image, not 4x4
+        image_processor.size = {"longest_edge": 2 * image_processor.max_image_size["longest_edge"]}
+    return request.param, processor
 
 
 def fresh(hub_id: str):
