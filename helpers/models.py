@@ -51,3 +51,14 @@ def swap_for(hub_id: str) -> Swap:
     if hub_id in MODELS:
         return MODELS[hub_id]
     return MODELS["Qwen/Qwen2-VL-7B-Instruct" if "qwen" in hub_id.lower() else "HuggingFaceM4/idefics2-8b"]
+
+
+def image_tokens(processor: Any, width: int = 800, height: int = 600) -> int:
+    """Image placeholder tokens (each replaced by one image feature) the processor makes of one `width`x`height` image."""
+    from PIL import Image
+
+    token_id = getattr(processor.tokenizer, "image_token_id", None) or processor.image_token_id  # Gemma 3: soft token
+    turn = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}]
+    text = processor.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+    ids = processor(text=[text], images=[[Image.new("RGB", (width, height))]], add_special_tokens=False)["input_ids"]
+    return list(ids[0]).count(token_id)

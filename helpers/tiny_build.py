@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, LlamaTokenizer, Qwen2Tokenizer
 
 from helpers.paths import CONFIG_DIR, DATA_DIR
-from helpers.tiny_specs import SPECS  # noqa: F401  (re-exported: the tests compare checkpoints with it)
+from helpers.tiny_specs import SPECS
 
 SEED = 0
 TINY_VOCAB = 1024  # BPE merges trained on the shipped sample text; the hub's special tokens follow, as on the hub
