@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
+import trl
 from datasets import load_dataset
 from peft import LoraConfig
-from transformers import AutoModelForImageTextToText
+from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from helpers import tiny, tiny_build
@@ -88,6 +90,21 @@ def test_new_stand_ins_are_the_hub_files_with_sizes_shrunk():
     assert all(tiny.TINY_MODELS[h] in tiny_build.SPECS for h in MODELS)
 
 
+TRL_TEMPLATES = {"qwen2_vl": "qwen2_5_vl", "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "gemma3": "gemma3",
+                  "smolvlm2": "smolvlm"}
+
+
+def test_stand_ins_carry_the_chat_templates_trl_knows_as_the_hubs():
+    """TRL 1.16 recognises a model by comparing its template byte for byte with the hub's, stored in the package."""
+    stored = {name: (Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
+              for name in set(TRL_TEMPLATES.values())}
+    for hub_id in MODELS:
+        kind = tiny.TINY_MODELS[hub_id]
+        template = AutoProcessor.from_pretrained(tiny.resolve(hub_id)).chat_template
+        expected = [TRL_TEMPLATES[kind]] if kind in TRL_TEMPLATES else []  # idefics2's matches none of them
+        assert [name for name, text in stored.items() if text == template] == expected, hub_id
+
+
 def test_sft_supervises_exactly_the_answer_and_the_end_of_turn(loaded, chartqa, tmp_path):
     hub_id, processor = loaded
     trainer = sft_trainer(processor, hub_id, chartqa, tmp_path)
@@ -144,6 +161,8 @@ def test_batched_generation_equals_one_by_one(loaded):
     batched = generate_ids(model, processor, prompts, batch_images, max_new_tokens=4, batch_size=3)
     assert len(set(map(tuple, single))) > 1  # the answers differ, so a shifted row would show
     assert batched == single
+    right = generate_ids(model, processor, prompts, batch_images, max_new_tokens=4, batch_size=3, padding_side="right")
+    assert right != single  # negative control: right padding continues after the pads, and the check sees it
 
 
 @pytest.mark.parametrize("hub_id", list(MODELS))
