@@ -1,4 +1,4 @@
-"""The cookbook's processor settings: Qwen2-VL's image-token cap, idefics2's sequence start, the end-of-turn token."""
+"""The cookbook's processor settings: Qwen's image-token cap, idefics2's sequence start, the end-of-turn token."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 from transformers import AutoProcessor
 
+from helpers.models import swap_for
 from helpers.tiny import resolve
-from helpers.vision import CHARTQA_MAX_PIXELS, QWEN2VL_MIN_PIXELS
+from helpers.vision import CHARTQA_MAX_PIXELS, QWEN2VL_FACTOR, QWEN2VL_MIN_PIXELS
 
 SENTINEL = "\x00ANSWER\x00"
 
@@ -48,7 +49,13 @@ def end_of_turn_id(processor: Any) -> int | None:
 
 
 def load_processor(hub_id: str, max_pixels: int = CHARTQA_MAX_PIXELS) -> Any:
-    """The notebooks' processor for `hub_id`: Qwen2-VL capped at `max_pixels`; idefics2 without image splitting, BOS."""
-    processor = AutoProcessor.from_pretrained(resolve(hub_id), **({} if "qwen" in hub_id.lower() else
-                                                                  {"do_image_splitting": False}))
-    return cap_image_tokens(processor, max_pixels) if "qwen" in hub_id.lower() else bos_in_template(processor)
+    """The recipes' processor for `hub_id` as `helpers.models.MODELS` sets it: image budget, BOS in the template."""
+    swap = swap_for(hub_id)
+    processor = AutoProcessor.from_pretrained(resolve(hub_id), **swap.processor_kwargs)
+    if swap.family != "qwen":
+        return bos_in_template(processor)
+    # `max_pixels` is in Qwen2-VL's 28-px tokens: the same token budget on Qwen3-VL's 32-px tokens is more pixels;
+    # the lower bound stays the hub file's (Qwen2-VL and Qwen2.5-VL: 3,136 px; Qwen3-VL: 65,536 px)
+    side = processor.image_processor.patch_size * processor.image_processor.merge_size
+    return cap_image_tokens(processor, max_pixels * side**2 // QWEN2VL_FACTOR**2,
+                            processor.image_processor.size["shortest_edge"])

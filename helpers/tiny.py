@@ -21,6 +21,10 @@ TINY_MODELS = {
     "Qwen/Qwen2-VL-7B-Instruct": "qwen2_vl",
     "Qwen/Qwen2-VL-2B-Instruct": "qwen2_vl",
     "HuggingFaceM4/idefics2-8b": "idefics2",
+    "Qwen/Qwen2.5-VL-7B-Instruct": "qwen2_5_vl",
+    "Qwen/Qwen3-VL-4B-Instruct": "qwen3_vl",
+    "google/gemma-3-4b-it": "gemma3",
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": "smolvlm2",
 }
 # Bump when the tiny builders change so stale cached checkpoints are rebuilt.
 BUILD_VERSION = "3"
@@ -41,13 +45,13 @@ def tiny_model_path(kind: str) -> Path:
     path = cache_dir() / f"tiny-{kind}-v{BUILD_VERSION}"
     if (path / "config.json").exists():
         return path
-    from helpers import tiny_build  # heavy imports only when a build is needed
+    from helpers import tiny_families  # heavy imports only when a build is needed
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     staging.chmod(0o755)
     try:
-        tiny_build.BUILDERS[kind](staging)
+        tiny_families.BUILDERS[kind](staging)
         try:
             staging.rename(path)  # atomic: a concurrent builder either wins or finds it done
         except OSError:

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, LlamaTokenizer, Qwen2Tokenizer
 
 from helpers.paths import CONFIG_DIR, DATA_DIR
+from helpers.tiny_specs import SPECS
 
 SEED = 0
 TINY_VOCAB = 1024  # BPE merges trained on the shipped sample text; the hub's special tokens follow, as on the hub
@@ -24,47 +25,9 @@ EXTRA_TEXT = [
     "Answer yes or no. Describe the product in two sentences. Write a product description.",
 ]
 
-# Each tiny checkpoint: the hub files it holds (name in the checkpoint -> shipped copy in data_samples/configs/), the
-# config keys shrunk (dotted paths; every other key is the hub's), and the hub id of its first added token.
-# Widths are multiples of 64 so that bitsandbytes' AVX512-BF16 CPU path can repack every 4-bit layer (it needs
-# in_features divisible by the 64-value quantisation block and out_features by 32).
-SPECS: dict[str, dict[str, Any]] = {
-    "qwen2_vl": {
-        "files": {
-            "config.json": "qwen2-vl-7b-instruct.config.json",
-            "preprocessor_config.json": "qwen2-vl-instruct.preprocessor_config.json",
-            "chat_template.json": "qwen2-vl-instruct.chat_template.json",
-            "generation_config.json": "qwen2-vl-7b-instruct.generation_config.json",
-            "tokenizer_config.json": "qwen2-vl-7b-instruct.tokenizer_config.json",
-        },
-        "added_tokens": "qwen2-vl-instruct.added_tokens.json",
-        "vocab_multiple": 128,  # the hub pads 151,657 tokens to 152,064 rows (7B) and 151,936 (2B)
-        "shrink": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                   "num_key_value_heads": 2, "rope_scaling.mrope_section": [2, 3, 3], "vision_config.depth": 2,
-                   "vision_config.embed_dim": 64, "vision_config.num_heads": 4, "vision_config.hidden_size": 64},
-    },
-    "idefics2": {
-        "files": {
-            "config.json": "idefics2-8b.config.json",
-            "preprocessor_config.json": "idefics2-8b.preprocessor_config.json",
-            "processor_config.json": "idefics2-8b.processor_config.json",
-            "added_tokens.json": "idefics2-8b.added_tokens.json",
-            "generation_config.json": "idefics2-8b.generation_config.json",
-            "special_tokens_map.json": "idefics2-8b.special_tokens_map.json",
-        },
-        "added_tokens": "idefics2-8b.added_tokens.json",
-        "vocab_multiple": 1,  # 32,003 rows: Mistral's 32,000 and the 3 added tokens, unpadded
-        "shrink": {"text_config.hidden_size": 64, "text_config.intermediate_size": 128,
-                   "text_config.num_hidden_layers": 2, "text_config.num_attention_heads": 4,
-                   "text_config.num_key_value_heads": 2, "vision_config.hidden_size": 64,
-                   "vision_config.intermediate_size": 128, "vision_config.num_hidden_layers": 2,
-                   "vision_config.num_attention_heads": 4, "perceiver_config.hidden_size": 64, "perceiver_config.resampler_depth": 1,
-                   "perceiver_config.resampler_n_heads": 4, "perceiver_config.resampler_head_dim": 16,
-                   "perceiver_config.num_key_value_heads": 2},
-    },
-}
-VOCAB_KEYS = ("vocab_size", "text_config.vocab_size")
-ID_KEYS = ("token_id", "token_ids", "words_ids")  # keys whose values are token ids (bad_words_ids: lists of lists)  # shrunk to the tiny tokenizer's padded size
+VOCAB_KEYS = ("vocab_size", "text_config.vocab_size")  # shrunk to the tiny tokenizer's padded size
+# Keys whose values are token ids (bad_words_ids: lists of lists; Gemma 3: boi_token_index, image_token_index).
+ID_KEYS = ("token_id", "token_ids", "words_ids", "token_index")
 
 
 def hub_file(name: str) -> str:
@@ -87,10 +50,9 @@ def corpus() -> list[str]:
 
 
 def id_map(kind: str, first_added_id: int) -> dict[int, int]:
-    """Hub id -> tiny id of each added token: the same order, moved to follow the tiny vocabulary."""
+    """Hub id -> tiny id of each added token: the same order, moved to follow the tiny vocabulary (gaps closed)."""
     added = json.loads(hub_file(SPECS[kind]["added_tokens"]))
-    start = min(added.values())
-    return {hub: first_added_id + hub - start for hub in added.values()}
+    return {hub: first_added_id + rank for rank, hub in enumerate(sorted(added.values()))}
 
 
 def remap_ids(value: Any, ids: dict[int, int], key: str = "") -> Any:
@@ -123,7 +85,8 @@ def _write_hub_files(out: Path, kind: str, ids: dict[int, int], vocab_size: int)
     for name, source in spec["files"].items():
         text = hub_file(source)
         if name == "config.json":
-            config = shrink(json.loads(text), spec["shrink"] | {k: vocab_size for k in VOCAB_KEYS if _has(text, k)})
+            vocab_keys = [k for k in VOCAB_KEYS if _has(text, k)] + ([spec["vocab_key"]] if "vocab_key" in spec else [])
+            config = shrink(json.loads(text), spec["shrink"] | dict.fromkeys(vocab_keys, vocab_size))
             text = json.dumps(remap_ids(config, ids), indent=2) + "\n"
         elif name == "added_tokens.json":
             text = json.dumps({t: ids[i] for t, i in json.loads(text).items()}) + "\n"
@@ -155,11 +118,12 @@ def _trained_bpe(tokenizer: Any) -> tuple[list[str], list]:
 
 
 def _save_model(out: Path, kind: str) -> None:
-    """Random weights for the shrunk config, drawn wide (INIT_RANGE), saved in the hub's dtype."""
+    """Random weights for the shrunk config, drawn wide (INIT_RANGE or the spec's), saved in the hub's dtype."""
     config = AutoConfig.from_pretrained(out)
-    dtype = getattr(torch, json.loads((out / "config.json").read_text())["torch_dtype"])
+    hub = json.loads((out / "config.json").read_text())
+    dtype = getattr(torch, hub.get("torch_dtype") or hub["text_config"]["dtype"])  # Qwen3-VL: text_config.dtype
     for sub in [config, *(getattr(config, k) for k in config.sub_configs)]:
-        sub.initializer_range = INIT_RANGE
+        sub.initializer_range = SPECS[kind].get("init_range", INIT_RANGE)
     torch.manual_seed(SEED)
     model = AutoModelForImageTextToText.from_config(config).to(dtype)
     model.save_pretrained(out)
@@ -175,9 +139,9 @@ def _written_ids(out: Path, kind: str) -> tuple[dict[int, int], int]:
     return id_map(kind, first), _padded(n, SPECS[kind]["vocab_multiple"])
 
 
-def build_qwen2_vl(out: Path) -> None:
-    """Tiny Qwen2-VL-Instruct: the hub's config (shrunk), processor files and 14 added tokens; random weights."""
-    added = json.loads(hub_file(SPECS["qwen2_vl"]["added_tokens"]))
+def build_qwen(out: Path, kind: str = "qwen2_vl") -> None:
+    """Tiny Qwen2-VL / Qwen2.5-VL / Qwen3-VL: the hub's config (shrunk), processor files, added tokens; random weights."""
+    added = json.loads(hub_file(SPECS[kind]["added_tokens"]))
     regular, merges = _trained_bpe(Qwen2Tokenizer())
     regular = [t for t in regular if t not in added]
     vocab = {t: i for i, t in enumerate(regular)} | {t: len(regular) + i - min(added.values()) for t, i in added.items()}
@@ -186,8 +150,8 @@ def build_qwen2_vl(out: Path) -> None:
     tok.add_special_tokens({"additional_special_tokens": [t for t in sorted(added, key=added.get)
                                                           if t not in ("<|endoftext|>", "<|im_end|>")]})
     tok.save_pretrained(out)
-    _write_hub_files(out, "qwen2_vl", *_written_ids(out, "qwen2_vl"))
-    _save_model(out, "qwen2_vl")
+    _write_hub_files(out, kind, *_written_ids(out, kind))
+    _save_model(out, kind)
 
 
 def build_idefics2(out: Path) -> None:
@@ -206,4 +170,4 @@ def build_idefics2(out: Path) -> None:
     _save_model(out, "idefics2")
 
 
-BUILDERS = {"qwen2_vl": build_qwen2_vl, "idefics2": build_idefics2}
+BUILDERS = {"qwen2_vl": build_qwen, "idefics2": build_idefics2}
