@@ -68,7 +68,7 @@ def run_setting(setting: tuple, tiny: bool, workdir: Path) -> dict:
         else:  # weights and the batch are allocated before; the profiler sees what the steps add on top
             held = sum(v.untyped_storage().nbytes() for v in batch_inputs.values() if torch.is_tensor(v))
             measured = model_bytes(trainer.model) + held + cpu_peak(steps)
-    from helpers.budget import image_tokens
+    from helpers.vision import image_tokens
 
     img, _ = image_tokens(load_config(hub_id) if not tiny else config, *size)
     # TRL's fused LM head scores only labelled tokens on CUDA (Triton), every position elsewhere

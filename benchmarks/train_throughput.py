@@ -21,7 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from helpers.bench import arguments, device_name, environment, load, require_device, rows, save_report
-from helpers.budget import image_tokens
+from helpers.vision import image_tokens
 from helpers.flops import StepShape, mfu, training_flops
 from helpers.memory import GIB
 from helpers.training import drop_input_grad_hooks

@@ -11,7 +11,7 @@ from torch import nn
 from transformers import PretrainedConfig
 
 from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
-from helpers.vision import CHARTQA_MAX_PIXELS, qwen2vl_image_tokens
+from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes
 
 _ALL_TEXT = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # The LoRA targets inside one layer of each stack, per kind of training the recipes use.
@@ -48,18 +48,6 @@ STACKS = {
 }
 CUDA_CONTEXT = GIB // 2  # assumption: CUDA context + cuBLAS workspace, outside torch.cuda.max_memory_allocated
 LOGIT_COPIES = 3  # fp32 logits of a scored token alive at once in TRL's fused LM head: logits, softmax, gradient
-
-
-def image_tokens(config: PretrainedConfig, height: int, width: int, max_pixels: int = CHARTQA_MAX_PIXELS,
-                 do_image_splitting: bool = False) -> tuple[int, int]:
-    """(tokens the language model sees, patches the vision tower sees) for one image of this size."""
-    if config.model_type == "qwen2_vl":
-        tokens = qwen2vl_image_tokens(height, width, max_pixels=max_pixels)
-        return tokens, tokens * config.vision_config.spatial_merge_size**2
-    crops = 5 if do_image_splitting else 1  # idefics2: longest edge <= 980, each side >= 378, 14-px patches
-    scale = min(1.0, 980 / max(height, width))
-    h, w = max(378, round(height * scale)), max(378, round(width * scale))
-    return config.perceiver_config.resampler_n_latents * crops, (h // 14) * (w // 14) * crops
 
 
 @dataclass
@@ -149,14 +137,6 @@ def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: s
     return MemoryEstimate(weights=weights, adapter=adapter, gradients=n_train * p_size,
                           optimizer=2 * n_train * p_size, reference=reference, activations=int(saved),
                           transient=int(working + logits + dequant), inputs=seqs * pixel_bytes(cfg, patches))
-
-
-def pixel_bytes(config: PretrainedConfig, patches: int) -> int:
-    """fp32 `pixel_values` of one image: Qwen2-VL flattens 2x14x14x3 values per patch, Idefics2 keeps the pixels."""
-    if config.model_type == "qwen2_vl":
-        v = config.vision_config
-        return patches * v.temporal_patch_size * v.patch_size**2 * v.in_channels * 4
-    return patches * 14 * 14 * 3 * 4 + patches * 14 * 14  # + the bool pixel attention mask
 
 
 def layer_width(layer: nn.Module) -> int:

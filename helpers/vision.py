@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -13,6 +14,8 @@ QWEN2VL_MAX_PIXELS = 12_845_056
 QWEN2VL_FACTOR = 28  # patch_size 14 x merge_size 2: one <|image_pad|> token per 28x28 pixels
 MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor refuses more elongated images
 MAX_SIDE = 2048  # our bound on the longer side before any processor sees the image
+# Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
+CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
 
 
 def qwen2vl_resized_size(height: int, width: int, min_pixels: int = QWEN2VL_MIN_PIXELS,
@@ -41,6 +44,44 @@ def qwen2vl_image_tokens(height: int, width: int, min_pixels: int = QWEN2VL_MIN_
 def idefics2_image_tokens(do_image_splitting: bool, image_seq_len: int = 64) -> int:
     """Return the number of <image> tokens Idefics2 emits per image: 64, or 5 crops x 64 with splitting."""
     return image_seq_len * (5 if do_image_splitting else 1)
+
+
+# Idefics2's image processor: longest edge at most 980 px, each side at least 378 px; SigLIP cuts 14x14-px patches.
+IDEFICS2_LONGEST_EDGE, IDEFICS2_SHORTEST_EDGE, IDEFICS2_PATCH = 980, 378, 14
+
+
+def idefics2_resized_size(height: int, width: int) -> tuple[int, int]:
+    """Return the (height, width) Idefics2's processor resizes an image to: longer side <= 980, each side >= 378."""
+    longest, aspect = IDEFICS2_LONGEST_EDGE, width / height
+    if width >= height and width > longest:
+        height, width = int(longest / aspect), longest
+    elif height > width and height > longest:
+        height, width = longest, int(longest * aspect)
+    return max(height, IDEFICS2_SHORTEST_EDGE), max(width, IDEFICS2_SHORTEST_EDGE)
+
+
+def idefics2_patches(height: int, width: int, do_image_splitting: bool = False) -> int:
+    """Return the patches Idefics2's vision tower sees for one image: 5 crops with splitting, each padded to full size."""
+    h, w = idefics2_resized_size(height, width)
+    return (h // IDEFICS2_PATCH) * (w // IDEFICS2_PATCH) * (5 if do_image_splitting else 1)
+
+
+def image_tokens(config: Any, height: int, width: int, max_pixels: int = CHARTQA_MAX_PIXELS,
+                 do_image_splitting: bool = False) -> tuple[int, int]:
+    """(tokens the language model sees, patches the vision tower sees) for one image of this size, per `config`."""
+    if config.model_type == "qwen2_vl":
+        tokens = qwen2vl_image_tokens(height, width, max_pixels=max_pixels)
+        return tokens, tokens * config.vision_config.spatial_merge_size**2
+    tokens = idefics2_image_tokens(do_image_splitting, config.perceiver_config.resampler_n_latents)
+    return tokens, idefics2_patches(height, width, do_image_splitting)
+
+
+def pixel_bytes(config: Any, patches: int) -> int:
+    """fp32 `pixel_values` of one image: Qwen2-VL flattens 2x14x14x3 values per patch, Idefics2 keeps the pixels."""
+    if config.model_type == "qwen2_vl":
+        v = config.vision_config
+        return patches * v.temporal_patch_size * v.patch_size**2 * v.in_channels * 4
+    return patches * IDEFICS2_PATCH**2 * (3 * 4 + 1)  # fp32 RGB + the bool pixel attention mask
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -89,6 +130,3 @@ def prepare_image(image: Image.Image, max_side: int = MAX_SIDE, min_side: int = 
                          "which Qwen2-VL's processor refuses)")
     return bound_size(to_rgb(image), max_side, min_side)
 
-
-# Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
-CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2

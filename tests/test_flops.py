@@ -9,7 +9,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from helpers.budget import image_tokens
+from helpers.vision import image_tokens
 from helpers.flops import StepShape, mfu, training_flops
 from helpers.training import drop_input_grad_hooks
 from helpers.tiny import resolve
