@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from helpers.activations import cpu_peak
-from helpers.bench import arguments, environment, load, require_device, rows, save_report
 from helpers.budget import estimate_training_memory
 from helpers.memory import GIB, load_config, model_bytes
+
+from bench import arguments, environment, load, require_device, rows, save_report
 
 QV, ALL = ["q_proj", "v_proj"], "all-linear"
 # name, model, method, LoRA targets, per-device batch, image (height, width), DPO

@@ -61,7 +61,7 @@ def idefics2_resized_size(height: int, width: int) -> tuple[int, int]:
 
 
 def idefics2_patches(height: int, width: int, do_image_splitting: bool = False) -> int:
-    """Return the patches Idefics2's vision tower sees for one image: 5 crops with splitting, each padded to full size."""
+    """Return the patches Idefics2's vision tower sees per image (with splitting: 5 crops, each padded to full size)."""
     h, w = idefics2_resized_size(height, width)
     return (h // IDEFICS2_PATCH) * (w // IDEFICS2_PATCH) * (5 if do_image_splitting else 1)
 

@@ -67,8 +67,8 @@ IDEFICS2_SIZES = [(600, 800), (1000, 1333), (2000, 1001), (300, 5000), (979, 981
 def processors():
     from transformers import AutoConfig
 
-    return {hub_id: (AutoProcessor.from_pretrained(tiny.resolve(hub_id)), AutoConfig.from_pretrained(tiny.resolve(hub_id)))
-            for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b")}
+    paths = {hub_id: tiny.resolve(hub_id) for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b")}
+    return {hub_id: (AutoProcessor.from_pretrained(p), AutoConfig.from_pretrained(p)) for hub_id, p in paths.items()}
 
 
 @pytest.mark.parametrize("height, width", IDEFICS2_SIZES)
@@ -82,7 +82,7 @@ def test_idefics2_resized_size_matches_the_processor(processors, height, width):
 @pytest.mark.parametrize("height, width", [(600, 800), (1373, 706), (2000, 1001)])
 @pytest.mark.parametrize("hub_id", ["Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"])
 def test_image_tokens_and_patches_match_the_processor(processors, hub_id, height, width, split):
-    """`image_tokens(config, ...)`, what the budgets and benchmarks use: the processor's tokens and the tower's patches."""
+    """`image_tokens(config, ...)`, as budgets and benchmarks use it: the processor's tokens, the tower's patches."""
     processor, config = processors[hub_id]
     image = Image.new("RGB", (width, height))
     if "qwen" in hub_id.lower():  # hub default cap, so the processor's own settings apply; Qwen2-VL never splits
