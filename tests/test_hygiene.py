@@ -127,3 +127,49 @@ def test_helpers_line_check_sees_an_import_or_a_name_too_many():
     assert listed_helpers(line) != imported_helpers(code + "\nfrom helpers.plots import plot_history")
     assert listed_helpers(line.replace("`fit`", "`fit`, `amber`")) != imported_helpers(code)
 
+
+def readme_modules(readme: str) -> dict[str, set[str]]:
+    """helpers/README.md's table: module -> the notebook numbers its "used by" column names ("every notebook": all)."""
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            numbers = {p.name[:2] for p in NOTEBOOKS} if "every notebook" in cells[2] else set(
+                re.findall(r"(?<![\w/])(\d\d)(?![\w/])", cells[2]))
+            rows |= {name: numbers for name in re.findall(r"`(\w+)`", cells[0])}
+    return rows
+
+
+def notebook_users() -> dict[str, set[str]]:
+    """helpers module -> the numbers of the notebooks whose code cells import it."""
+    users: dict[str, set[str]] = {}
+    for path in NOTEBOOKS:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        for module in imported_helpers(code):
+            users.setdefault(module, set()).add(path.name[:2])
+    return users
+
+
+def readme_problems(readme: str) -> list[str]:
+    """How helpers/README.md's table disagrees with helpers/ (a module without a row, a row without a module) and with
+    the notebooks' imports (per module, the notebooks named vs the notebooks importing it)."""
+    rows, users = readme_modules(readme), notebook_users()
+    modules = {p.stem for p in (ROOT / "helpers").glob("*.py")} - {"__init__"}
+    problems = [f"no row: {m}" for m in sorted(modules - set(rows))]
+    problems += [f"no module: {m}" for m in sorted(set(rows) - modules)]
+    return problems + [f"{m}: names {sorted(rows.get(m, set()))}, imported by {sorted(users.get(m, set()))}"
+                       for m in sorted(modules) if rows.get(m, set()) != users.get(m, set())]
+
+
+def test_helpers_readme_lists_every_module_and_the_notebooks_that_import_it():
+    assert readme_problems((ROOT / "helpers" / "README.md").read_text()) == []
+
+
+def test_helpers_readme_check_sees_a_wrong_row():
+    """Negative control: a notebook too many in a row, or a module without a row, is a problem."""
+    readme = (ROOT / "helpers" / "README.md").read_text()
+    assert readme_modules(readme)["tiny"] == {p.name[:2] for p in NOTEBOOKS}  # "every notebook"
+    assert readme_problems(readme.replace("| 05, 06, `rewards` |", "| 04, 05, 06, `rewards` |")) == [
+        "metrics: names ['04', '05', '06'], imported by ['05', '06']"]
+    assert readme_problems("\n".join(line for line in readme.splitlines() if "`plots`" not in line)) == [
+        "no row: plots", "plots: names [], imported by ['01', '03', '04', '06']"]
