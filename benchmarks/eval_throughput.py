@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from helpers.bench import arguments, environment, load, require_device, rows, save_report
 from helpers.generation import generate_ids
+
+from bench import arguments, environment, load, require_device, rows, save_report
 
 MODEL = "Qwen/Qwen2-VL-7B-Instruct"
 IMAGE, TINY_IMAGE = (560, 840), (168, 252)

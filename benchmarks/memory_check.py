@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from helpers.activations import cpu_peak
-from helpers.bench import arguments, environment, load, require_device, rows, save_report
 from helpers.budget import estimate_training_memory
 from helpers.memory import GIB, load_config, model_bytes
+
+from bench import arguments, environment, load, require_device, rows, save_report
 
 QV, ALL = ["q_proj", "v_proj"], "all-linear"
 # name, model, method, LoRA targets, per-device batch, image (height, width), DPO
@@ -68,7 +69,7 @@ def run_setting(setting: tuple, tiny: bool, workdir: Path) -> dict:
         else:  # weights and the batch are allocated before; the profiler sees what the steps add on top
             held = sum(v.untyped_storage().nbytes() for v in batch_inputs.values() if torch.is_tensor(v))
             measured = model_bytes(trainer.model) + held + cpu_peak(steps)
-    from helpers.budget import image_tokens
+    from helpers.vision import image_tokens
 
     img, _ = image_tokens(load_config(hub_id) if not tiny else config, *size)
     # TRL's fused LM head scores only labelled tokens on CUDA (Triton), every position elsewhere

@@ -3,7 +3,7 @@
 SFT: Qwen2-VL-7B-Instruct on ChartQA-like rows (one 560x840 image = 600 image tokens, ~60 text tokens per sample).
 DPO: idefics2-8b on RLAIF-V-like preference rows (the same image: 2,400 SigLIP patches, 64 perceiver tokens).
 Reports samples/s, tokens/s (non-padding tokens the language model reads, chosen + rejected for DPO), peak memory and
-MFU (helpers.flops model FLOPs / the GPU's dense bf16 peak). With --tiny: the tiny models on CPU (what CI runs; the
+MFU (benchmarks/flops.py model FLOPs / the GPU's dense bf16 peak). With --tiny: the tiny models on CPU (what CI runs; the
 figures then say nothing about GPUs).
 Usage: python benchmarks/train_throughput.py --method sft|dpo [--tiny] [--steps N] [--only NAME ...]
     -> benchmarks/results/throughput-<method>-<device>.json
@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from helpers.bench import arguments, device_name, environment, load, require_device, rows, save_report
-from helpers.budget import image_tokens
-from helpers.flops import StepShape, mfu, training_flops
 from helpers.memory import GIB
 from helpers.training import drop_input_grad_hooks
+from helpers.vision import image_tokens
+
+from bench import arguments, device_name, environment, load, require_device, rows, save_report
+from flops import StepShape, mfu, training_flops
 
 MODELS = {"sft": "Qwen/Qwen2-VL-7B-Instruct", "dpo": "HuggingFaceM4/idefics2-8b"}
 IMAGE = (560, 840)  # height, width: 20 x 30 Qwen2-VL tokens = 600; 40 x 60 = 2,400 patches for both vision towers

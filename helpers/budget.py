@@ -12,27 +12,11 @@ from transformers import PretrainedConfig
 
 from helpers.budget_tables import LACKS, LAYER_ACTIVATIONS, LORA_KINDS, STACKS  # noqa: F401 (re-exported)
 from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
-from helpers.vision import CHARTQA_MAX_PIXELS, matrix_image_tokens, matrix_pixel_bytes, qwen2vl_image_tokens
-
-MATRIX_TYPES = ("qwen2_5_vl", "qwen3_vl", "gemma3", "smolvlm")  # image arithmetic in helpers.vision
+from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes
 
 _MEASURED: dict[str, tuple[int, int]] = {}
 CUDA_CONTEXT = GIB // 2  # assumption: CUDA context + cuBLAS workspace, outside torch.cuda.max_memory_allocated
 LOGIT_COPIES = 3  # fp32 logits of a scored token alive at once in TRL's fused LM head: logits, softmax, gradient
-
-
-def image_tokens(config: PretrainedConfig, height: int, width: int, max_pixels: int = CHARTQA_MAX_PIXELS,
-                 do_image_splitting: bool = False) -> tuple[int, int]:
-    """(tokens the language model sees, patches the vision tower sees) for one image of this size."""
-    if config.model_type in MATRIX_TYPES:
-        return matrix_image_tokens(config, height, width, max_pixels, do_image_splitting)
-    if config.model_type == "qwen2_vl":
-        tokens = qwen2vl_image_tokens(height, width, max_pixels=max_pixels)
-        return tokens, tokens * config.vision_config.spatial_merge_size**2
-    crops = 5 if do_image_splitting else 1  # idefics2: longest edge <= 980, each side >= 378, 14-px patches
-    scale = min(1.0, 980 / max(height, width))
-    h, w = max(378, round(height * scale)), max(378, round(width * scale))
-    return config.perceiver_config.resampler_n_latents * crops, (h // 14) * (w // 14) * crops
 
 
 @dataclass
@@ -128,16 +112,6 @@ def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: s
                           optimizer=2 * n_train * p_size, reference=reference, activations=int(saved),
                           transient=int(working + logits + dequant), inputs=seqs * pixel_bytes(cfg, patches),
                           lacks=LACKS.get(cfg.model_type, ()))
-
-
-def pixel_bytes(config: PretrainedConfig, patches: int) -> int:
-    """fp32 `pixel_values` of one image: Qwen2-VL flattens 2x14x14x3 values per patch, Idefics2 keeps the pixels."""
-    if config.model_type in MATRIX_TYPES:
-        return matrix_pixel_bytes(config, patches)
-    if config.model_type == "qwen2_vl":
-        v = config.vision_config
-        return patches * v.temporal_patch_size * v.patch_size**2 * v.in_channels * 4
-    return patches * 14 * 14 * 3 * 4 + patches * 14 * 14  # + the bool pixel attention mask
 
 
 def layer_width(layer: nn.Module) -> int:

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig
 
-from helpers.budget import CUDA_CONTEXT, STACKS, MemoryEstimate, image_tokens, layer_cost, pixel_bytes
+from helpers.budget import CUDA_CONTEXT, STACKS, MemoryEstimate, layer_cost
 from helpers.budget_tables import LACKS
 from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
-from helpers.vision import CHARTQA_MAX_PIXELS
+from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes
 
 # Usable GiB as the driver reports them (notebook 02's table).
 CARDS = {"T4 16GB": 15, "L4 24GB": 22, "A100 40GB": 40, "A100 80GB": 80}

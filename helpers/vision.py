@@ -1,4 +1,4 @@
-"""Image hygiene (any PIL mode to bounded RGB) and image-token arithmetic (Qwen-VL, Idefics2, Gemma 3, SmolVLM2)."""
+"""Image hygiene (any PIL mode to bounded RGB) and image-token arithmetic of every model in the swap matrix."""
 
 from __future__ import annotations
 
@@ -14,14 +14,17 @@ QWEN2VL_MAX_PIXELS = 12_845_056
 QWEN2VL_FACTOR = 28  # patch_size 14 x merge_size 2: one <|image_pad|> token per 28x28 pixels
 MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor refuses more elongated images
 MAX_SIDE = 2048  # our bound on the longer side before any processor sees the image
+# Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
+CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
+MATRIX_TYPES = ("qwen2_5_vl", "qwen3_vl", "gemma3", "smolvlm")  # the model-swap matrix's new architectures
 
 
 def qwen2vl_resized_size(height: int, width: int, min_pixels: int = QWEN2VL_MIN_PIXELS,
-                         max_pixels: int = QWEN2VL_MAX_PIXELS) -> tuple[int, int]:
-    """Return the (height, width) Qwen2-VL's processor resizes an image to: multiples of 28 within the pixel bounds."""
+                         max_pixels: int = QWEN2VL_MAX_PIXELS, f: int = QWEN2VL_FACTOR) -> tuple[int, int]:
+    """Return the (height, width) a Qwen-VL processor resizes an image to: multiples of `f` px (28 for Qwen2-VL and
+    Qwen2.5-VL, 32 for Qwen3-VL) within the pixel bounds (transformers' `smart_resize`)."""
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds {MAX_ASPECT_RATIO}")
-    f = QWEN2VL_FACTOR
     h, w = round(height / f) * f, round(width / f) * f  # round() as in Python: halves go to even
     if h * w > max_pixels:
         scale = math.sqrt(height * width / max_pixels)
@@ -42,6 +45,48 @@ def qwen2vl_image_tokens(height: int, width: int, min_pixels: int = QWEN2VL_MIN_
 def idefics2_image_tokens(do_image_splitting: bool, image_seq_len: int = 64) -> int:
     """Return the number of <image> tokens Idefics2 emits per image: 64, or 5 crops x 64 with splitting."""
     return image_seq_len * (5 if do_image_splitting else 1)
+
+
+# Idefics2's image processor: longest edge at most 980 px, each side at least 378 px; SigLIP cuts 14x14-px patches.
+IDEFICS2_LONGEST_EDGE, IDEFICS2_SHORTEST_EDGE, IDEFICS2_PATCH = 980, 378, 14
+
+
+def idefics2_resized_size(height: int, width: int) -> tuple[int, int]:
+    """Return the (height, width) Idefics2's processor resizes an image to: longer side <= 980, each side >= 378."""
+    longest, aspect = IDEFICS2_LONGEST_EDGE, width / height
+    if width >= height and width > longest:
+        height, width = int(longest / aspect), longest
+    elif height > width and height > longest:
+        height, width = longest, int(longest * aspect)
+    return max(height, IDEFICS2_SHORTEST_EDGE), max(width, IDEFICS2_SHORTEST_EDGE)
+
+
+def idefics2_patches(height: int, width: int, do_image_splitting: bool = False) -> int:
+    """Return the patches Idefics2's vision tower sees per image (with splitting: 5 crops, each padded to full size)."""
+    h, w = idefics2_resized_size(height, width)
+    return (h // IDEFICS2_PATCH) * (w // IDEFICS2_PATCH) * (5 if do_image_splitting else 1)
+
+
+def image_tokens(config: Any, height: int, width: int, max_pixels: int = CHARTQA_MAX_PIXELS,
+                 do_image_splitting: bool = False) -> tuple[int, int]:
+    """(tokens the language model sees, patches the vision tower sees) for one image of this size, per `config`."""
+    if config.model_type in MATRIX_TYPES:
+        return matrix_image_tokens(config, height, width, max_pixels, do_image_splitting)
+    if config.model_type == "qwen2_vl":
+        tokens = qwen2vl_image_tokens(height, width, max_pixels=max_pixels)
+        return tokens, tokens * config.vision_config.spatial_merge_size**2
+    tokens = idefics2_image_tokens(do_image_splitting, config.perceiver_config.resampler_n_latents)
+    return tokens, idefics2_patches(height, width, do_image_splitting)
+
+
+def pixel_bytes(config: Any, patches: int) -> int:
+    """fp32 `pixel_values` of one image: Qwen2-VL flattens 2x14x14x3 values per patch, Idefics2 keeps the pixels."""
+    if config.model_type in MATRIX_TYPES:
+        return matrix_pixel_bytes(config, patches)
+    if config.model_type == "qwen2_vl":
+        v = config.vision_config
+        return patches * v.temporal_patch_size * v.patch_size**2 * v.in_channels * 4
+    return patches * IDEFICS2_PATCH**2 * (3 * 4 + 1)  # fp32 RGB + the bool pixel attention mask
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -91,10 +136,6 @@ def prepare_image(image: Image.Image, max_side: int = MAX_SIDE, min_side: int = 
     return bound_size(to_rgb(image), max_side, min_side)
 
 
-# Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
-CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
-
-
 # --- Image-token arithmetic of the model-swap matrix (Qwen2.5-VL, Qwen3-VL, Gemma 3, SmolVLM2) ---
 # SmolVLM2's image processor (preprocessor_config.json): longest edge resized to 1536 px, split into 384-px crops.
 SMOLVLM_LONGEST_EDGE, SMOLVLM_CROP = 1536, 384
@@ -103,20 +144,9 @@ QWEN3VL_MIN_PIXELS = 65_536  # Qwen3-VL's hub lower bound (64 tokens of 32x32 px
 
 def qwen_vl_image_tokens(height: int, width: int, patch_size: int = 14, merge_size: int = 2,
                          min_pixels: int = QWEN2VL_MIN_PIXELS, max_pixels: int = QWEN2VL_MAX_PIXELS) -> int:
-    """Return the image tokens of any Qwen-VL processor: one per (patch x merge)^2 pixels, within the pixel bounds.
-
-    The same `smart_resize` as Qwen2-VL's; Qwen2.5-VL has 14-px patches (28 px per token), Qwen3-VL 16-px (32 px).
-    """
+    """Return the image tokens of any Qwen-VL processor: one per (patch x merge)^2 pixels, within the pixel bounds."""
     f = patch_size * merge_size
-    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds {MAX_ASPECT_RATIO}")
-    h, w = round(height / f) * f, round(width / f) * f  # transformers' `smart_resize`, step by step
-    if h * w > max_pixels:
-        scale = math.sqrt(height * width / max_pixels)
-        h, w = max(f, math.floor(height / scale / f) * f), max(f, math.floor(width / scale / f) * f)
-    elif h * w < min_pixels:
-        scale = math.sqrt(min_pixels / (height * width))
-        h, w = math.ceil(height * scale / f) * f, math.ceil(width * scale / f) * f
+    h, w = qwen2vl_resized_size(height, width, min_pixels, max_pixels, f)
     return (h // f) * (w // f)
 
 

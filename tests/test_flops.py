@@ -1,4 +1,4 @@
-"""helpers.flops counts exactly the FLOPs torch's FLOP counter sees in a forward and backward of the tiny models."""
+"""benchmarks/flops.py counts exactly the FLOPs torch's FLOP counter sees in a forward and backward of the tiny models."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from helpers.budget import image_tokens
-from helpers.flops import StepShape, mfu, training_flops
-from helpers.training import drop_input_grad_hooks
 from helpers.tiny import resolve
+from helpers.training import drop_input_grad_hooks
+from helpers.vision import image_tokens
+
+from flops import StepShape, mfu, training_flops  # benchmarks/flops.py (pyproject's pytest pythonpath)
 
 QWEN, IDEFICS2 = "Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"
 

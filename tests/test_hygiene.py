@@ -1,7 +1,9 @@
-"""Notebooks are committed clean and open with the fixed skeleton; no file holds a hub token."""
+"""Notebooks are committed clean and open with the fixed skeleton, naming the helpers they import; no file holds a hub
+token."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 from pathlib import Path
@@ -80,3 +82,94 @@ def test_no_file_holds_a_hub_token():
                              text=True, check=True).stdout.split()
     leaks = [f for f in tracked if (ROOT / f).is_file() and TOKEN.search((ROOT / f).read_bytes().decode("latin-1"))]
     assert leaks == []
+
+
+USED = re.compile(r"^\*\*helpers used:\*\*(.*?)(?:\n\s*\n|\Z)", re.M | re.S)
+
+
+def listed_helpers(markdown: str) -> set[str] | None:
+    """The modules a notebook's `**helpers used:**` line names: backticked names outside parentheses, up to the
+    sentence's end (a later sentence may name other code); None without such a line."""
+    found = USED.search(markdown)
+    if not found:
+        return None
+    text = re.sub(r"\([^)]*\)", "", found.group(1)).split(". ")[0]
+    return set(re.findall(r"`(\w+)`", text))
+
+
+def imported_helpers(code: str) -> set[str]:
+    """The `helpers.X` modules code imports (`from helpers.X import`, `import helpers.X`, `from helpers import X`)."""
+    source = re.sub(r"^(\s*)[!%].*$", r"\1pass", code, flags=re.M)  # IPython's shell and magic lines
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "helpers":
+            modules |= {a.name for a in node.names} if node.module == "helpers" else {node.module.split(".")[1]}
+        elif isinstance(node, ast.Import):
+            modules |= {a.name.split(".")[1] for a in node.names if a.name.startswith("helpers.")}
+    return modules
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_opening_cell_lists_the_helpers_the_code_imports(path):
+    cells = nbformat.read(path, as_version=4).cells
+    listed = listed_helpers(cells[0].source)
+    assert listed is not None, "the opening cell has no `**helpers used:**` line"
+    imported = imported_helpers("\n".join(c.source for c in cells if c.cell_type == "code"))
+    assert listed == imported, f"`**helpers used:**` lists {sorted(listed)}; the code imports {sorted(imported)}"
+
+
+def test_helpers_line_check_sees_an_import_or_a_name_too_many():
+    """Negative control: an unlisted import, or a listed module nothing imports, makes the two sets differ."""
+    line = "**helpers used:** `tiny` (the mode switch), `data` (validation, `format_dataset`), `fit`. And `SFTConfig`."
+    code = ("!pip install x\nif True:\n    %time 1\n"  # shell and magic lines, as in the install cells
+            "from helpers.tiny import resolve\nimport helpers.data\nfrom helpers import fit")
+    assert listed_helpers(line) == imported_helpers(code) == {"tiny", "data", "fit"}
+    assert listed_helpers(line) != imported_helpers(code + "\nfrom helpers.plots import plot_history")
+    assert listed_helpers(line.replace("`fit`", "`fit`, `amber`")) != imported_helpers(code)
+
+
+def readme_modules(readme: str) -> dict[str, set[str]]:
+    """helpers/README.md's table: module -> the notebook numbers its "used by" column names ("every notebook": all)."""
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            numbers = {p.name[:2] for p in NOTEBOOKS} if "every notebook" in cells[2] else set(
+                re.findall(r"(?<![\w/])(\d\d)(?![\w/])", cells[2]))
+            rows |= {name: numbers for name in re.findall(r"`(\w+)`", cells[0])}
+    return rows
+
+
+def notebook_users() -> dict[str, set[str]]:
+    """helpers module -> the numbers of the notebooks whose code cells import it."""
+    users: dict[str, set[str]] = {}
+    for path in NOTEBOOKS:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        for module in imported_helpers(code):
+            users.setdefault(module, set()).add(path.name[:2])
+    return users
+
+
+def readme_problems(readme: str) -> list[str]:
+    """How helpers/README.md's table disagrees with helpers/ (a module without a row, a row without a module) and with
+    the notebooks' imports (per module, the notebooks named vs the notebooks importing it)."""
+    rows, users = readme_modules(readme), notebook_users()
+    modules = {p.stem for p in (ROOT / "helpers").glob("*.py")} - {"__init__"}
+    problems = [f"no row: {m}" for m in sorted(modules - set(rows))]
+    problems += [f"no module: {m}" for m in sorted(set(rows) - modules)]
+    return problems + [f"{m}: names {sorted(rows.get(m, set()))}, imported by {sorted(users.get(m, set()))}"
+                       for m in sorted(modules) if rows.get(m, set()) != users.get(m, set())]
+
+
+def test_helpers_readme_lists_every_module_and_the_notebooks_that_import_it():
+    assert readme_problems((ROOT / "helpers" / "README.md").read_text()) == []
+
+
+def test_helpers_readme_check_sees_a_wrong_row():
+    """Negative control: a notebook too many in a row, or a module without a row, is a problem."""
+    readme = (ROOT / "helpers" / "README.md").read_text()
+    assert readme_modules(readme)["tiny"] == {p.name[:2] for p in NOTEBOOKS}  # "every notebook"
+    assert readme_problems(readme.replace("| 05, 06, `rewards` |", "| 04, 05, 06, `rewards` |")) == [
+        "metrics: names ['04', '05', '06'], imported by ['05', '06']"]
+    assert readme_problems("\n".join(line for line in readme.splitlines() if "`plots`" not in line)) == [
+        "no row: plots", "plots: names [], imported by ['01', '03', '04', '06']"]

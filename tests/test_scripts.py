@@ -142,7 +142,7 @@ def test_seed_dpo_launch_arguments_parse():
     """The seed recipe's launch line works with our DPO script's arguments."""
     from trl import DPOConfig, ModelConfig, TrlParser
 
-    from helpers.recipes import parse
+    from recipes import parse  # scripts/recipes.py (pyproject's pytest pythonpath)
 
     module = load_script("dpo")
     seed = ["--output_dir", "out", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "32",

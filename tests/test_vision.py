@@ -10,8 +10,8 @@ from PIL import Image
 from transformers import AutoProcessor
 
 from helpers import tiny
-from helpers.vision import (MAX_SIDE, idefics2_image_tokens, prepare_image, qwen2vl_image_tokens,
-                            qwen2vl_resized_size, to_rgb)
+from helpers.vision import (MAX_SIDE, idefics2_image_tokens, idefics2_resized_size, image_tokens, prepare_image,
+                            qwen2vl_image_tokens, qwen2vl_resized_size, to_rgb)
 
 SIZES = [(600, 800), (1080, 1920), (28, 28), (27, 27), (10, 10), (1, 5), (14, 42), (56, 56), (55, 57),
          (20, 3000), (3000, 20), (50, 9999), (4096, 4096), (5000, 3000), (300, 301), (42, 70), (70, 42)]
@@ -55,6 +55,49 @@ def test_qwen2vl_known_values_and_bounds():
 
 def test_idefics2_tokens_without_and_with_splitting():
     assert (idefics2_image_tokens(False), idefics2_image_tokens(True)) == (64, 320)
+
+
+# The (height, width) pairs include near-squares and 2:1 shapes where rounding, not flooring, the scaled side is a
+# pixel off (3000x2999, 1961x1000) or a patch off (1373x706: 503.9 px floors to 35 patches, rounds to 36).
+IDEFICS2_SIZES = [(600, 800), (1000, 1333), (2000, 1001), (300, 5000), (979, 981), (1234, 567), (100, 100),
+                  (3000, 2999), (1961, 1000), (1000, 1961), (1373, 706)]
+
+
+@pytest.fixture(scope="module")
+def processors():
+    from transformers import AutoConfig
+
+    paths = {hub_id: tiny.resolve(hub_id) for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b")}
+    return {hub_id: (AutoProcessor.from_pretrained(p), AutoConfig.from_pretrained(p)) for hub_id, p in paths.items()}
+
+
+@pytest.mark.parametrize("height, width", IDEFICS2_SIZES)
+def test_idefics2_resized_size_matches_the_processor(processors, height, width):
+    image_processor = processors["HuggingFaceM4/idefics2-8b"][0].image_processor
+    out = image_processor(images=[Image.new("RGB", (width, height))], do_image_splitting=False, return_tensors="pt")
+    assert idefics2_resized_size(height, width) == tuple(out["pixel_values"].shape[-2:])
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("height, width", [(600, 800), (1373, 706), (2000, 1001)])
+@pytest.mark.parametrize("hub_id", ["Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"])
+def test_image_tokens_and_patches_match_the_processor(processors, hub_id, height, width, split):
+    """`image_tokens(config, ...)`, as budgets and benchmarks use it: the processor's tokens, the tower's patches."""
+    processor, config = processors[hub_id]
+    image = Image.new("RGB", (width, height))
+    if "qwen" in hub_id.lower():  # hub default cap, so the processor's own settings apply; Qwen2-VL never splits
+        out = processor(text=[processor.image_token], images=[image], return_tensors="pt")
+        patches = int(out["image_grid_thw"].prod())
+        expected = image_tokens(config, height, width, max_pixels=12_845_056, do_image_splitting=split)
+    else:
+        processor.image_processor.do_image_splitting = split  # as loading with do_image_splitting= sets it (a call-time
+        # argument would split the pixels but not the text's token count, in transformers 5.23)
+        out = processor(text=["<image>"], images=[image], return_tensors="pt")
+        crops, _, h, w = out["pixel_values"].shape[1:]
+        patches = crops * (h // 14) * (w // 14)  # SigLIP's 14-px patches, padded crops included
+        expected = image_tokens(config, height, width, do_image_splitting=split)
+    tokens = int((out["input_ids"][0] == processor.tokenizer.convert_tokens_to_ids(processor.image_token)).sum())
+    assert expected == (tokens, patches)
 
 
 def _image(mode: str) -> Image.Image:

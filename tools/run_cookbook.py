@@ -48,8 +48,8 @@ def main() -> int:
 
 def save_times(seconds: dict[str, float]) -> None:
     """Write the tiny-mode times with the machine and versions to benchmarks/results/ (`make tables` shows them)."""
-    sys.path.insert(0, str(ROOT))
-    from helpers.bench import environment
+    sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # helpers, and benchmarks/bench.py
+    from bench import environment
 
     cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("model name")), "?")

@@ -1,4 +1,4 @@
-"""What the benchmarks share: synthetic ChartQA/RLAIF-V-like rows, real-size random-weight models, the results file."""
+"""What the benchmark scripts share: synthetic ChartQA/RLAIF-V-like rows, real-size random-weight models, results."""
 
 from __future__ import annotations
 

@@ -39,14 +39,14 @@ class StepFlops:
         return self.forward + self.backward + self.reference
 
 
-def _rows(name: str, shape: StepShape, latents: int) -> int:
+def _rows(name: str, shape: StepShape, latents: int, merge: int) -> int:
     """How many vectors the linear layer `name` is applied to in one step."""
     if name.endswith("lm_head"):
         return shape.scored
     if re.search(r"\.(visual\.blocks|vision_model\.encoder|modality_projection)\.", name):
         return shape.images * shape.patches
     if ".visual.merger." in name:
-        return shape.images * shape.patches // 4  # 2 x 2 patches merged into one token
+        return shape.images * shape.patches // merge**2  # merge x merge patches become one token
     if ".perceiver_resampler." in name:  # latents query; keys and values also see the image's patches
         per_image = latents + shape.patches if re.search(r"\.(k|v)_proj$", name) else latents
         return shape.images * per_image
@@ -98,6 +98,7 @@ def training_flops(config: Any, lora_config: Any, shape: StepShape, reference: b
     config = load_config(config)
     model = meta_model(config, lora_config)
     latents = getattr(getattr(config, "perceiver_config", None), "resampler_n_latents", 0)
+    merge = getattr(config.vision_config, "spatial_merge_size", 1)
     adapted = {n.removesuffix(".lora_A.default") for n, _ in model.named_modules() if n.endswith(".lora_A.default")}
     trains = {stack: any(_stack(n) == stack for n in adapted) for stack in ("text", "vision")}
     bottom = "vision" if trains["vision"] else "text"  # the stack whose first layer reads only frozen inputs
@@ -109,7 +110,7 @@ def training_flops(config: Any, lora_config: Any, shape: StepShape, reference: b
         if not isinstance(module, nn.Linear) or ".lora_" in name:
             continue
         layer = name.removesuffix(".base_layer")
-        rows = _rows(layer, shape, latents)
+        rows = _rows(layer, shape, latents, merge)
         base = 2 * rows * module.in_features * module.out_features
         frozen += base
         stack = _stack(layer)

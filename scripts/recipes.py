@@ -1,4 +1,4 @@
-"""What the command-line recipes (scripts/) share with the notebooks: loading a VLM and its processor from ModelConfig."""
+"""What the command-line recipes beside it share: arguments and their checks, loading, data reports, train-and-save."""
 
 from __future__ import annotations
 
