@@ -11,6 +11,7 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict, IterableDataset, Value
 from datasets import Image as ImageFeature
+from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from PIL import Image
 
 from helpers.checks import RowCheck, clean_text, decode_image
@@ -153,9 +154,15 @@ def validate(dataset: Dataset, kind: str, processor: Any = None,
     clean = dataset.select(kept)
     if repaired:  # only the repaired images are decoded and written again; the others are copied as stored bytes
         fix = {new for new, i in enumerate(kept) if i in repaired}
-        clean = clean.cast_column("image", ImageFeature(decode=False)).map(
-            lambda row, i: {"image": _png(prepare_image(decode_image(row["image"]))) if i in fix else row["image"]},
-            with_indices=True)
+        shown = not are_progress_bars_disabled()
+        disable_progress_bars()  # a byte copy of most rows: the formatter's map that follows shows the progress
+        try:
+            clean = clean.cast_column("image", ImageFeature(decode=False)).map(
+                lambda row, i: {"image": _png(prepare_image(decode_image(row["image"]))) if i in fix else row["image"]},
+                with_indices=True)
+        finally:
+            if shown:
+                enable_progress_bars()
     feature = clean.features["image"]
     if len(clean) and not (isinstance(feature, ImageFeature) and feature.decode):
         clean = clean.cast_column("image", ImageFeature())  # paths, bytes or {bytes, path}: decoded on access
