@@ -63,10 +63,11 @@ def mode_cell(nb: nbformat.NotebookNode) -> str:
 
 def script(mode: str, cells: list[str]) -> str:
     """A program that runs the mode cell, then each recipe cell in one namespace, as a fresh kernel would."""
-    body = [PRELUDE, "ns = {'__name__': '__mode__'}", f"exec(compile({mode!r}, '<mode cell>', 'exec'), ns)",
-            "ns['__name__'] = '__recipe__'"]
+    body = [PRELUDE, "import time", "ns = {'__name__': '__mode__'}",
+            f"exec(compile({mode!r}, '<mode cell>', 'exec'), ns)", "ns['__name__'] = '__recipe__'"]
     for i, cell in enumerate(cells):
-        body += [f"print('--- recipe cell {i}', flush=True)", f"exec(compile({cell!r}, '<recipe cell {i}>', 'exec'), ns)"]
+        body += ["start = time.perf_counter()", f"exec(compile({cell!r}, '<recipe cell {i}>', 'exec'), ns)",
+                 f"print('--- recipe cell {i}: %.1f s' % (time.perf_counter() - start), flush=True)"]
     return "\n".join(body)
 
 
@@ -77,7 +78,7 @@ def shared_cache(tmp_path: Path) -> Path:
     for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"):
         tiny.resolve(hub_id)  # builds it if needed
     cache = tmp_path / "cache"
-    cache.mkdir()
+    cache.mkdir(parents=True)
     for built in tiny.cache_dir().glob("tiny-*"):
         (cache / built.name).symlink_to(built)
     return cache
@@ -99,7 +100,7 @@ def test_recipe_cells_run_on_their_own(name, tmp_path):
     assert len(cells) >= 6, "formatter, processor and data, model, LoRA, config and trainer, train"
     done = run(script(mode_cell(nb), cells), tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert f"--- recipe cell {len(cells) - 1}" in done.stdout
+    assert f"--- recipe cell {len(cells) - 1}:" in done.stdout
 
 
 def first_cells(name: str) -> list[str]:
