@@ -103,22 +103,15 @@ def test_recipe_cells_run_on_their_own(name, tmp_path):
     assert f"--- recipe cell {len(cells) - 1}:" in done.stdout
 
 
-def first_cells(name: str) -> list[str]:
-    """Notebook 03's recipe cells up to the formatted data (no training): enough for the negative controls."""
-    cells = recipe_cells(notebook(name))
-    return cells[:next(i for i, c in enumerate(cells) if ".map(format_chartqa" in c) + 1]
-
-
 def test_negative_control_a_recipe_cell_using_helpers_or_a_non_recipe_global_fails(tmp_path):
-    mode, cells = mode_cell(notebook("03")), first_cells("03")
-    assert run(script(mode, cells), tmp_path / "ok").returncode == 0
-    helper = cells[:-1] + ["from helpers.data import format_dataset\n" + cells[-1]]
-    done = run(script(mode, helper), tmp_path / "helpers")
-    assert done.returncode and "ImportError: a recipe cell imports ['format_dataset'] from helpers.data" in done.stderr
-    mode_only = cells[:-1] + ["from helpers.tiny import is_tiny\n" + cells[-1]]  # the mode cell's other names
-    assert "ImportError: a recipe cell imports ['is_tiny']" in run(script(mode, mode_only), tmp_path / "tiny").stderr
-    global_ = cells[:-1] + [cells[-1] + "\nprint(MAX_TOKENS)"]  # defined in the validation cell, not a recipe cell
-    done = run(script(mode, global_), tmp_path / "global")
+    """Each fault goes into notebook 03's first recipe cell (the formatter), which runs alone after the mode cell (as
+    it does unchanged in test_recipe_cells_run_on_their_own)."""
+    mode, (first, *_) = mode_cell(notebook("03")), recipe_cells(notebook("03"))
+    done = run(script(mode, ["from helpers.data import format_chartqa\n" + first]), tmp_path / "helpers")
+    assert done.returncode and "ImportError: a recipe cell imports ['format_chartqa'] from helpers.data" in done.stderr
+    done = run(script(mode, ["from helpers.tiny import tiny_run_dir\n" + first]), tmp_path / "tiny")  # the mode cell's
+    assert done.returncode and "ImportError: a recipe cell imports ['tiny_run_dir']" in done.stderr
+    done = run(script(mode, [first + "\nprint(MAX_TOKENS)"]), tmp_path / "global")  # set by the validation cell
     assert done.returncode and "NameError: name 'MAX_TOKENS' is not defined" in done.stderr
 
 
