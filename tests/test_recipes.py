@@ -306,3 +306,35 @@ def test_negative_control_a_changed_notebook_value_is_found(tmp_path):
     found = script_mismatches("03", "sft", tmp_path, changed, mode)
     assert found == ["SFTConfig.learning_rate: 0.0003 vs 0.0002", "LoraConfig.lora_alpha: 32 vs 16",
                      "train split: 'train[:20%]' vs 'train[:10%]'"], found
+
+
+# Tiny mode lives in two places: the mode cell's overrides and one labelled check cell -----------------------------
+
+def tiny_mode_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Code cells after the mode cell that read TINY, except one `if TINY:` check cell under a "## Tiny-mode check"
+    heading and the config cells' `replace(args, **TINY_ARGS)`."""
+    problems, checks = [], 0
+    for i, cell in enumerate(nb.cells[4:], start=4):
+        if cell.cell_type != "code":
+            continue
+        names = {n.id for n in ast.walk(ast.parse(TransformerManager().transform_cell(
+            cell.source.replace("replace(args, **TINY_ARGS)", "replace(args)")))) if isinstance(n, ast.Name)}
+        if not names & {"TINY", "TINY_ARGS"}:
+            continue
+        if cell.source.startswith("if TINY:") and nb.cells[i - 1].source.startswith("## Tiny-mode check"):
+            checks += 1
+        else:
+            problems.append(f"cell {i} reads tiny mode: {cell.source.splitlines()[0]}")
+    return problems + ([f"{checks} tiny-mode check cells"] if checks > 1 else [])
+
+
+@pytest.mark.parametrize("name", ["01", "03", "04"])
+def test_tiny_mode_changes_numbers_only_in_the_mode_cell(name):
+    assert tiny_mode_problems(nbformat.read(next((ROOT / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)) == []
+
+
+def test_negative_control_a_tiny_branch_in_a_config_cell_is_found():
+    nb = notebook("03")
+    i = next(i for i, c in enumerate(nb.cells) if "SFTConfig(" in c.source)
+    nb.cells[i].source = nb.cells[i].source.replace("learning_rate=2e-4", "learning_rate=1e-2 if TINY else 2e-4")
+    assert tiny_mode_problems(nb) == [f"cell {i} reads tiny mode: from dataclasses import replace"]
