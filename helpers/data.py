@@ -70,7 +70,7 @@ def _prepare(kind: str, example: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     for field in REQUIRED[kind][1:]:
         value = example.get(field)
         if field == "label":  # ChartQA: a list of gold answers, the first one trained
-            if not isinstance(value, list):
+            if value is not None and not isinstance(value, list):
                 raise ValueError(f"label is {type(value).__name__} {str(value)[:40]!r}, not a list of answers")
             value = value[0] if value else None
         clean_text(value, field)

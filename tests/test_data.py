@@ -171,3 +171,5 @@ def test_a_label_that_is_not_a_list_of_answers_is_reported():
     """The formatter trains `label[0]`: on a bare string that would be its first character."""
     with pytest.raises(ValueError, match="label is str '42', not a list of answers"):
         prepare_row("chartqa", {"image": PILImage.new("RGB", (20, 20)), "query": "Q?", "label": "42"})
+    with pytest.raises(ValueError, match="empty label"):  # a null list, as arrow gives it
+        prepare_row("chartqa", {"image": PILImage.new("RGB", (20, 20)), "query": "Q?", "label": None})
