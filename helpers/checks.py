@@ -1,10 +1,47 @@
-"""Row checks that need the model's processor: its control tokens in user text, image sizes it refuses, long rows."""
+"""Row checks: text fields and images every row needs, and with the model's processor its control tokens in user text,
+image sizes it refuses, long rows."""
 
 from __future__ import annotations
 
+import io
+import os
 from typing import Any, Iterable
 
 from PIL import Image
+
+
+def clean_text(value: Any, field: str) -> str:
+    """Return `value` stripped; raise ValueError naming `field` when it is empty or not a string (and saying which)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"empty {field}")
+    if not isinstance(value, str):
+        raise ValueError(f"{field} is {type(value).__name__} {str(value)[:40]!r}, not text")
+    return value.strip()
+
+
+def open_image(source: Any) -> Image.Image:
+    """Decode an image from bytes or a file path; raises ValueError saying why it cannot."""
+    if isinstance(source, str) and not os.path.exists(source):
+        raise ValueError(f"missing image file {source!r}")
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image.load()
+    except Exception as err:  # PIL raises many types for corrupt data
+        raise ValueError(f"undecodable image ({type(err).__name__})") from None
+    return image
+
+
+def decode_image(value: Any) -> Image.Image:
+    """A row's image from PIL, a file path, bytes or undecoded {bytes, path}; ValueError saying why it is unusable."""
+    if isinstance(value, dict):  # undecoded {"bytes", "path"}: bytes from parquet, a path from local image files
+        value = value.get("bytes") or value.get("path")
+    if value is None or (isinstance(value, (str, bytes)) and not value):
+        raise ValueError("missing image")
+    if isinstance(value, (str, bytes)):
+        value = open_image(value)
+    if not isinstance(value, Image.Image):
+        raise ValueError(f"image is {type(value).__name__}, not an image, file path or bytes")
+    return value
 
 
 def control_tokens(processor: Any) -> list[str]:

@@ -1,16 +1,20 @@
-"""Format ChartQA, RLAIF-V and Amazon product rows into TRL's conversational formats, and validate them first."""
+"""Format ChartQA, RLAIF-V and Amazon product rows into TRL's conversational formats, and validate them first.
+
+The formatters are the notebooks' own (notebooks 03 and 04 define them, a test holds the copies equal): a row in, TRL's
+messages out. What a row must hold for them, and the image repair, is `prepare_row`'s job, run by `validate` first.
+"""
 
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 from datasets import Dataset, DatasetDict, IterableDataset, Value
 from datasets import Image as ImageFeature
+from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from PIL import Image
 
-from helpers.checks import RowCheck
+from helpers.checks import RowCheck, clean_text, decode_image
 from helpers.vision import prepare_image
 
 CHARTQA_SYSTEM = ("You are a chart analyst. Answer with a single number, word or short phrase read from the chart, "
@@ -24,88 +28,61 @@ REQUIRED = {
 }
 
 
-def _text(content: str) -> list[dict[str, Any]]:
-    """A text-only message content."""
-    return [{"type": "text", "text": content}]
-
-
-def _image_then(content: str) -> list[dict[str, Any]]:
-    """A user content with one image placeholder, filled by TRL from the `images` column, then text."""
-    return [{"type": "image"}, {"type": "text", "text": content}]
-
-
-def _clean(value: Any, field: str) -> str:
-    """Return `value` stripped; raise ValueError naming `field` when it is empty or not a string (and saying which)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError(f"empty {field}")
-    if not isinstance(value, str):
-        raise ValueError(f"{field} is {type(value).__name__} {str(value)[:40]!r}, not text")
-    return value.strip()
-
-
-def _open(source: Any) -> Image.Image:
-    """Decode an image from bytes or a file path; raises ValueError saying why it cannot."""
-    if isinstance(source, str) and not os.path.exists(source):
-        raise ValueError(f"missing image file {source!r}")
-    try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        image.load()
-    except Exception as err:  # PIL raises many types for corrupt data
-        raise ValueError(f"undecodable image ({type(err).__name__})") from None
-    return image
-
-
-def _image(example: dict[str, Any]) -> Image.Image:
-    """The row's image (PIL, file path, bytes or undecoded {bytes, path}) as bounded RGB; ValueError when unusable."""
-    image = example.get("image")
-    if isinstance(image, dict):  # undecoded {"bytes", "path"}: bytes from parquet, a path from local image files
-        image = image.get("bytes") or image.get("path")
-    if image is None or (isinstance(image, (str, bytes)) and not image):
-        raise ValueError("missing image")
-    if isinstance(image, (str, bytes)):
-        image = _open(image)
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"image is {type(image).__name__}, not an image, file path or bytes")
-    return prepare_image(image)
-
-
-def format_chartqa(example: dict[str, Any]) -> dict[str, Any]:
-    """ChartQA row -> prompt/completion: [system, user(image, query)] -> [assistant(label[0])]."""
-    labels = example.get("label")
-    label = (labels[0] if labels else None) if isinstance(labels, list) else labels
+def format_chartqa(example: dict) -> dict:
+    """ChartQA row -> prompt/completion: [system, user(image, query)] -> [assistant(first gold answer)]."""
     return {
-        "images": [_image(example)],
-        "prompt": [{"role": "system", "content": _text(CHARTQA_SYSTEM)},
-                   {"role": "user", "content": _image_then(_clean(example.get("query"), "query"))}],
-        "completion": [{"role": "assistant", "content": _text(_clean(label, "label"))}],
+        "images": [example["image"]],
+        "prompt": [{"role": "system", "content": [{"type": "text", "text": CHARTQA_SYSTEM}]},
+                   {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": example["query"].strip()}]}],
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": example["label"][0].strip()}]}],
     }
 
 
-def format_rlaif_v(example: dict[str, Any]) -> dict[str, Any]:
+def format_rlaif_v(example: dict) -> dict:
     """RLAIF-V row -> conversational preference row (images, prompt, chosen, rejected), as HuggingFaceH4/rlaif-v_formatted."""
-    chosen, rejected = _clean(example.get("chosen"), "chosen"), _clean(example.get("rejected"), "rejected")
-    if chosen == rejected:
-        raise ValueError("chosen == rejected")
+    question = example["question"].strip()
     return {
-        "images": [_image(example)],
-        "prompt": [{"role": "user", "content": _image_then(_clean(example.get("question"), "question"))}],
-        "chosen": [{"role": "assistant", "content": _text(chosen)}],
-        "rejected": [{"role": "assistant", "content": _text(rejected)}],
+        "images": [example["image"]],
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+        "chosen": [{"role": "assistant", "content": [{"type": "text", "text": example["chosen"].strip()}]}],
+        "rejected": [{"role": "assistant", "content": [{"type": "text", "text": example["rejected"].strip()}]}],
     }
 
 
-def format_product_description(example: dict[str, Any]) -> dict[str, Any]:
-    """Amazon product row -> prompt(name, category, image)/completion(description)."""
-    name, category = _clean(example.get("Product Name"), "Product Name"), _clean(example.get("Category"), "Category")
+def format_product_description(example: dict) -> dict:
+    """Amazon product row -> prompt(system, user(image, name, category))/completion(description)."""
+    details = f"Product: {example['Product Name'].strip()}\nCategory: {example['Category'].strip()}"
     return {
-        "images": [_image(example)],
-        "prompt": [{"role": "system", "content": _text(PRODUCT_SYSTEM)},
-                   {"role": "user", "content": _image_then(f"Product: {name}\nCategory: {category}")}],
-        "completion": [{"role": "assistant", "content": _text(_clean(example.get("description"), "description"))}],
+        "images": [example["image"]],
+        "prompt": [{"role": "system", "content": [{"type": "text", "text": PRODUCT_SYSTEM}]},
+                   {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": details}]}],
+        "completion": [{"role": "assistant", "content": [{"type": "text", "text": example["description"].strip()}]}],
     }
 
 
 FORMATTERS = {"chartqa": format_chartqa, "rlaif_v": format_rlaif_v, "product": format_product_description}
+
+
+def _prepare(kind: str, example: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """(`prepare_row`'s row, whether its image was repaired)."""
+    decoded = decode_image(example.get("image"))
+    image = prepare_image(decoded)
+    for field in REQUIRED[kind][1:]:
+        value = example.get(field)
+        if field == "label":  # ChartQA: a list of gold answers, the first one trained
+            if value is not None and not isinstance(value, list):
+                raise ValueError(f"label is {type(value).__name__} {str(value)[:40]!r}, not a list of answers")
+            value = value[0] if value else None
+        clean_text(value, field)
+    if kind == "rlaif_v" and example["chosen"].strip() == example["rejected"].strip():
+        raise ValueError("chosen == rejected")
+    return {**example, "image": image}, image is not decoded
+
+
+def prepare_row(kind: str, example: dict[str, Any]) -> dict[str, Any]:
+    """The row its formatter can take: image decoded and repaired to bounded RGB, every text field non-empty text;
+    ValueError with the reason otherwise."""
+    return _prepare(kind, example)[0]
 
 
 def check_columns(dataset: Dataset, kind: str) -> None:
@@ -133,30 +110,63 @@ def check_columns(dataset: Dataset, kind: str) -> None:
 IMAGE_VALUE_TYPES = {"string", "large_string", "binary", "large_binary", "null"}
 
 
-def find_bad_rows(dataset: Dataset, kind: str, processor: Any = None,
-                  max_tokens: int | None = None) -> list[tuple[int, str]]:
-    """(index, reason) of each unusable row; with `processor` also control tokens, refused images, > `max_tokens`."""
+def scan(dataset: Dataset, kind: str, processor: Any = None,
+         max_tokens: int | None = None) -> tuple[list[tuple[int, str]], set[int]]:
+    """(`find_bad_rows`' report, the indices of the usable rows whose image `prepare_row` repairs)."""
     check_columns(dataset, kind)
     check = RowCheck(processor, max_tokens) if processor is not None else None
     image = dataset.features["image"]
     raw = dataset.cast_column("image", ImageFeature(decode=False)) if isinstance(image, ImageFeature) else dataset
-    bad = []
+    bad, repaired = [], set()
     for i, row in enumerate(raw):
         try:
-            formatted = FORMATTERS[kind](row)
+            prepared, changed = _prepare(kind, row)
             if check is not None:
-                check(row, REQUIRED[kind][1:], formatted)
+                check(row, REQUIRED[kind][1:], FORMATTERS[kind](prepared))
         except ValueError as err:
             bad.append((i, str(err)))
-    return bad
+            continue
+        if changed:
+            repaired.add(i)
+    return bad, repaired
+
+
+def find_bad_rows(dataset: Dataset, kind: str, processor: Any = None,
+                  max_tokens: int | None = None) -> list[tuple[int, str]]:
+    """(index, reason) of each unusable row; with `processor` also control tokens, refused images, > `max_tokens`."""
+    return scan(dataset, kind, processor, max_tokens)[0]
+
+
+def _png(image: Image.Image) -> dict[str, Any]:
+    """An image as the undecoded {bytes, path} a datasets Image column stores."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return {"bytes": buf.getvalue(), "path": None}
 
 
 def validate(dataset: Dataset, kind: str, processor: Any = None,
              max_tokens: int | None = None) -> tuple[Dataset, list[tuple[int, str]]]:
-    """Drop the rows `find_bad_rows` reports; return the clean data set and the report."""
-    bad = find_bad_rows(dataset, kind, processor, max_tokens)
+    """Drop the rows `find_bad_rows` reports and repair the kept images to bounded RGB (an Image column); return the
+    clean data set, ready for its formatter, and the report."""
+    bad, repaired = scan(dataset, kind, processor, max_tokens)
     drop = {i for i, _ in bad}
-    return dataset.select([i for i in range(len(dataset)) if i not in drop]), bad
+    kept = [i for i in range(len(dataset)) if i not in drop]
+    clean = dataset.select(kept)
+    if repaired:  # only the repaired images are decoded and written again; the others are copied as stored bytes
+        fix = {new for new, i in enumerate(kept) if i in repaired}
+        shown = not are_progress_bars_disabled()
+        disable_progress_bars()  # a byte copy of most rows: the formatter's map that follows shows the progress
+        try:
+            clean = clean.cast_column("image", ImageFeature(decode=False)).map(
+                lambda row, i: {"image": _png(prepare_image(decode_image(row["image"]))) if i in fix else row["image"]},
+                with_indices=True)
+        finally:
+            if shown:
+                enable_progress_bars()
+    feature = clean.features["image"]
+    if len(clean) and not (isinstance(feature, ImageFeature) and feature.decode):
+        clean = clean.cast_column("image", ImageFeature())  # paths, bytes or {bytes, path}: decoded on access
+    return clean, bad
 
 
 def format_dataset(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,

@@ -24,7 +24,7 @@ DEFAULTS = dict(model_name_or_path="HuggingFaceM4/idefics2-8b", dtype="bfloat16"
                 per_device_train_batch_size=4, gradient_accumulation_steps=16, learning_rate=5e-5,
                 lr_scheduler_type="cosine", warmup_steps=0.1, beta=0.1, max_length=None,
                 activation_checkpointing=True, bf16=True, logging_steps=5, save_strategy="steps", save_steps=20,
-                save_total_limit=2, report_to="trackio", project="vlm-cookbook")
+                save_total_limit=2, report_to="trackio", project="vlm-cookbook", seed=0)
 
 
 @dataclass

@@ -23,7 +23,7 @@ DEFAULTS = dict(model_name_or_path="Qwen/Qwen2-VL-7B-Instruct", dtype="bfloat16"
                 per_device_train_batch_size=4, gradient_accumulation_steps=8, learning_rate=2e-4,
                 lr_scheduler_type="cosine", warmup_steps=0.03, activation_checkpointing=True, bf16=True,
                 max_length=None, eval_strategy="steps", eval_steps=20, save_strategy="steps", save_steps=20,
-                save_total_limit=2, logging_steps=5, report_to="trackio", project="vlm-cookbook")
+                save_total_limit=2, logging_steps=5, report_to="trackio", project="vlm-cookbook", seed=0)
 
 
 @dataclass

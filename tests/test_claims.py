@@ -19,12 +19,12 @@ DPO_LORA = LoraConfig(r=8, lora_alpha=8, lora_dropout=0.05, target_modules="all-
 
 
 def notebook_03_config(output_dir, **extra) -> SFTConfig:
-    """Notebook 03's `SFTConfig` with its Colab values."""
-    return SFTConfig(output_dir=str(output_dir), num_train_epochs=1, max_steps=-1, per_device_train_batch_size=4,
-                     gradient_accumulation_steps=8, learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03,
-                     activation_checkpointing=True, bf16=True, max_length=None, eval_strategy="steps", eval_steps=20,
-                     save_strategy="steps", save_steps=20, save_total_limit=2, logging_steps=5, report_to="none",
-                     use_cpu=True, seed=0, **extra)
+    """Notebook 03's `SFTConfig` with its Colab values, read from the notebook (on a CPU, without trackio)."""
+    from test_recipes import config_literals, notebook, recipe_cells
+
+    literals = config_literals(recipe_cells(notebook("03")), "SFTConfig")
+    assert literals["learning_rate"] == 2e-4 and literals["warmup_steps"] == 0.03, literals  # the cell was found
+    return SFTConfig(**literals | dict(output_dir=str(output_dir), report_to="none", use_cpu=True), **extra)
 
 
 def test_notebook_03_config_builds_without_a_warning(tmp_path):

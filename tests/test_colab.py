@@ -190,7 +190,7 @@ def test_negative_control_a_drive_folder_made_before_the_mount_is_caught(tmp_pat
     path = next(p for p in NOTEBOOKS if p.name.startswith("04"))
     cells = opening_cells(notebook(path).cells)
     mount = next(i for i, c in enumerate(cells) if "drive.mount(" in c)
-    early = 'from pathlib import Path\nPath(RUN["output_dir"]).mkdir(parents=True, exist_ok=True)'
+    early = 'from pathlib import Path\nPath("/content/drive/MyDrive/vlm-cookbook/idefics2-8b-dpo").mkdir(parents=True)'
     cells[1] = "import torch"  # instead of the versions cell: the mode cell needs no more
     run = run_cells(cells[:mount] + [early] + cells[mount:], tmp_path)
     assert run.drive_reads_before_mount and run.drive_reads_before_mount[0][0] == "os.mkdir"

@@ -14,7 +14,7 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from helpers import tiny
 from helpers.data import (CHARTQA_SYSTEM, check_columns, find_bad_rows, format_chartqa, format_dataset,
-                          format_product_description, format_rlaif_v)
+                          format_product_description, format_rlaif_v, prepare_row, validate)
 
 
 def _png(size=(64, 48), mode="RGB") -> bytes:
@@ -66,13 +66,16 @@ def test_rlaif_v_rejects_identical_or_empty_answers():
     img = PILImage.new("RGB", (32, 32))
     row = {"image": img, "question": "Describe.", "chosen": "A red ball.", "rejected": "A red ball."}
     with pytest.raises(ValueError, match="chosen == rejected"):
-        format_rlaif_v(row)
+        prepare_row("rlaif_v", row)
+    with pytest.raises(ValueError, match="chosen == rejected"):
+        prepare_row("rlaif_v", {**row, "rejected": " A red ball. "})  # the formatter strips: the same answer
     with pytest.raises(ValueError, match="empty rejected"):
-        format_rlaif_v({**row, "rejected": ""})
+        prepare_row("rlaif_v", {**row, "rejected": ""})
 
 
 def test_chartqa_row_is_prompt_completion_with_the_first_label():
-    row = format_chartqa({"image": PILImage.new("P", (80, 60)), "query": " What is it? ", "label": ["7", "seven"]})
+    row = format_chartqa(prepare_row("chartqa", {"image": PILImage.new("P", (80, 60)), "query": " What is it? ",
+                                                 "label": ["7", "seven"]}))
     assert row["prompt"][0] == {"role": "system", "content": [{"type": "text", "text": CHARTQA_SYSTEM}]}
     assert row["prompt"][1]["content"] == [{"type": "image"}, {"type": "text", "text": "What is it?"}]
     assert row["completion"] == [{"role": "assistant", "content": [{"type": "text", "text": "7"}]}]
@@ -80,8 +83,9 @@ def test_chartqa_row_is_prompt_completion_with_the_first_label():
 
 
 def test_product_prompt_carries_name_category_and_image():
-    row = format_product_description({"image": PILImage.new("RGB", (50, 50)), "Product Name": "Red Mug",
-                                      "Category": "Kitchen", "description": "A mug."})
+    row = format_product_description(prepare_row("product", {"image": PILImage.new("RGB", (50, 50)),
+                                                             "Product Name": "Red Mug ", "Category": "Kitchen",
+                                                             "description": "A mug."}))
     assert row["prompt"][1]["content"][1]["text"] == "Product: Red Mug\nCategory: Kitchen"
     assert row["completion"][0]["content"][0]["text"] == "A mug."
 
@@ -96,13 +100,14 @@ odd_image = st.one_of(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(image=odd_image, a=odd_text, b=odd_text, c=odd_text)
-def test_formatters_either_give_valid_rows_or_raise_value_error(image, a, b, c):
-    cases = [(format_chartqa, {"image": image, "query": a, "label": [b]}),
-             (format_rlaif_v, {"image": image, "question": a, "chosen": b, "rejected": c}),
-             (format_product_description, {"image": image, "Product Name": a, "Category": b, "description": c})]
-    for formatter, row in cases:
+def test_prepared_rows_either_format_to_valid_rows_or_raise_value_error(image, a, b, c):
+    cases = [(format_chartqa, "chartqa", {"image": image, "query": a, "label": [b]}),
+             (format_rlaif_v, "rlaif_v", {"image": image, "question": a, "chosen": b, "rejected": c}),
+             (format_product_description, "product",
+              {"image": image, "Product Name": a, "Category": b, "description": c})]
+    for formatter, kind, row in cases:
         try:
-            out = formatter(row)
+            out = formatter(prepare_row(kind, row))
         except ValueError:
             continue
         assert [im.mode for im in out["images"]] == ["RGB"]
@@ -125,10 +130,12 @@ def test_trl_collator_supervises_only_the_answer():
 def test_undecoded_images_stored_by_path_are_read_not_reported_missing(tmp_path):
     path = tmp_path / "chart.png"
     PILImage.new("LA", (64, 48)).save(path)
-    row = format_chartqa({"image": {"bytes": None, "path": str(path)}, "query": "Q?", "label": ["1"]})
+    row = format_chartqa(prepare_row("chartqa", {"image": {"bytes": None, "path": str(path)}, "query": "Q?",
+                                                 "label": ["1"]}))
     assert row["images"][0].mode == "RGB" and row["images"][0].size == (64, 48)
     with pytest.raises(ValueError, match="missing image"):
-        format_chartqa({"image": {"bytes": None, "path": str(tmp_path / "gone.png")}, "query": "Q?", "label": ["1"]})
+        prepare_row("chartqa", {"image": {"bytes": None, "path": str(tmp_path / "gone.png")}, "query": "Q?",
+                                "label": ["1"]})
 
 
 def test_kept_source_columns_stay_aligned_with_the_rows_that_survive():
@@ -144,3 +151,25 @@ def test_kept_source_columns_stay_aligned_with_the_rows_that_survive():
     assert formatted["label"] == [labels for i, labels in enumerate(raw["label"]) if i != 2]
     assert [c[0]["content"][0]["text"] for c in formatted["completion"]] == [labels[0] for labels in formatted["label"]]
     assert "label" not in format_dataset(raw, "chartqa")[0].column_names  # without `keep`, source columns go
+
+
+def test_validate_repairs_the_kept_images_and_leaves_the_others_as_stored():
+    """What the notebooks' pipeline relies on: `validate`, then the plain formatter, gives bounded RGB images; an RGB
+    image within bounds keeps its stored bytes (no re-encoding)."""
+    rows = _chartqa_rows()
+    clean, bad = validate(rows, "chartqa")
+    assert len(bad) == 6 and [im.mode for im in clean["image"]] == ["RGB", "RGB"]
+    stored = clean.cast_column("image", Image(decode=False))["image"]
+    assert stored[0]["bytes"] == rows.cast_column("image", Image(decode=False))[0]["image"]["bytes"]
+    assert stored[1]["bytes"] != rows.cast_column("image", Image(decode=False))[7]["image"]["bytes"]  # LA, repaired
+    formatted = clean.map(format_chartqa, remove_columns=clean.column_names)
+    assert formatted["images"][1][0].mode == "RGB"
+    assert [r["images"][0].mode for r in rows.select([7]).map(format_chartqa)] == ["LA"]  # negative control: unvalidated
+
+
+def test_a_label_that_is_not_a_list_of_answers_is_reported():
+    """The formatter trains `label[0]`: on a bare string that would be its first character."""
+    with pytest.raises(ValueError, match="label is str '42', not a list of answers"):
+        prepare_row("chartqa", {"image": PILImage.new("RGB", (20, 20)), "query": "Q?", "label": "42"})
+    with pytest.raises(ValueError, match="empty label"):  # a null list, as arrow gives it
+        prepare_row("chartqa", {"image": PILImage.new("RGB", (20, 20)), "query": "Q?", "label": None})

@@ -27,7 +27,8 @@ def test_notebook_is_committed_clean(path):
     nbformat.validate(nb)
     assert set(nb.metadata) <= {"kernelspec", "language_info", "accelerator", "colab"}, "metadata noise"
     for i, cell in enumerate(nb.cells):
-        assert not cell.metadata, f"cell {i} has metadata {dict(cell.metadata)}"
+        assert cell.metadata in ({}, {"tags": ["recipe"]}), f"cell {i} has metadata {dict(cell.metadata)}"
+        assert not cell.metadata or cell.cell_type == "code", f"cell {i}: only code cells are recipe cells"
         if cell.cell_type != "code":
             continue
         assert cell.execution_count is None, f"cell {i} has an execution count"

@@ -274,10 +274,10 @@ def test_non_text_values_are_reported_saying_what_they_are(kind, data, value):
     field = data.draw(st.sampled_from(TEXT_FIELDS[kind]))
     row = good_row(kind)
     row[field] = [value] if field == "label" and not isinstance(value, list) else value
-    from helpers.data import FORMATTERS  # the row-level check of format_dataset (arrow cannot hold mixed columns)
+    from helpers.data import prepare_row  # the row-level check of format_dataset (arrow cannot hold mixed columns)
 
     with pytest.raises(ValueError) as err:
-        FORMATTERS[kind](row)
+        prepare_row(kind, row)
     reason = str(err.value)
     judged = row[field][0] if field == "label" and row[field] else value  # ChartQA's first label is the answer
     empty = judged is None or (field == "label" and judged == []) or (isinstance(judged, str) and not judged.strip())

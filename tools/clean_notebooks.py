@@ -1,4 +1,5 @@
 """Commit notebooks clean: no execution counts, no metadata noise, outputs kept only on `# NBVAL_CHECK_OUTPUT` cells.
+A cell's one kept metadata is the `recipe` tag: the cells tests/test_recipes.py runs on their own.
 
 Usage: python tools/clean_notebooks.py [--execute] notebooks/*.ipynb
 --execute first runs the notebook in tiny mode so the checked cells carry fresh outputs.
@@ -13,6 +14,7 @@ import nbformat
 from run_cookbook import execute
 
 CHECK = "# NBVAL_CHECK_OUTPUT"
+RECIPE = "recipe"  # the tag of the cells a reader copies (tests/test_recipes.py runs them on their own)
 NOTEBOOK_METADATA = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
@@ -38,7 +40,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata = nbformat.from_dict(NOTEBOOK_METADATA)
     nb.nbformat, nb.nbformat_minor = 4, 5
     for i, cell in enumerate(nb.cells):
-        cell.metadata = nbformat.from_dict({})
+        recipe = RECIPE in cell.metadata.get("tags", [])
+        cell.metadata = nbformat.from_dict({"tags": [RECIPE]} if recipe else {})
         cell.id = f"cell-{i:02d}"
         if cell.cell_type != "code":
             continue
