@@ -90,9 +90,9 @@ def recipe_lines(hub_id: str) -> str:
     swap = MODELS[hub_id]
     kwargs = "".join(f", {k}={v!r}" for k, v in swap.processor_kwargs.items())
     targets = f'r"{swap.lora_targets}"' if isinstance(swap.lora_targets, str) else repr(swap.lora_targets)
-    lines = [f'MODEL_ID = "{hub_id}"', f"processor = AutoProcessor.from_pretrained(MODEL_ID{kwargs})",
+    lines = [f'model_id = resolve("{hub_id}")', f"processor = AutoProcessor.from_pretrained(model_id{kwargs})",
              swap.image_budget, f"target_modules = {targets}  # LoraConfig(..., target_modules=target_modules)",
-             f"dtype = torch.{swap.dtype}  # from_pretrained(MODEL_ID, dtype=dtype, ...)"]
+             f"dtype = torch.{swap.dtype}  # AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, ...)"]
     return "\n".join(line for line in lines if line)
 
 
