@@ -66,7 +66,8 @@ MODELS: dict[str, Swap] = {
     "Qwen/Qwen3-VL-4B-Instruct": Swap(
         "qwen", (1024, 1024),
         'processor.image_processor.size = {"shortest_edge": 256 * 256, "longest_edge": 1024 * 32 * 32}',
-        lora_targets=QWEN_QV, why="one token per 32x32 px (patch 16, merge 2): the same 1,024-token cap is more pixels"),
+        lora_targets=QWEN_QV,
+        why="one token per 32x32 px (patch 16, merge 2): the same 1,024-token cap is more pixels"),
     "google/gemma-3-4b-it": Swap(
         "gemma3", (896, 896), "# nothing to set: every image becomes 896x896, 256 tokens (do_pan_and_scan stays off)",
         why="needs token_type_ids (TRL's collators add them); the template writes the BOS itself"),

@@ -1,6 +1,6 @@
 """Copy the tiny-mode times of benchmarks/results/cookbook-tiny.json into README.md's table and each notebook's table,
-and write README.md's model-swap matrix table (budget rows of `helpers.matrix_budget`, ✓ per
-test CI collects for each model) between its markers.
+and write README.md's model-swap matrix table (budget rows of `helpers.matrix_budget`, a ✓ per test CI collects for
+each model) between its markers.
 
 Usage: python tools/fill_tables.py   (`make tables`; `make cookbook` writes the results file)
 """
@@ -42,10 +42,10 @@ def fill_notebook(source: str, seconds: float) -> str:
 
 # README column -> the test whose per-model runs earn a ✓: CI runs every collected test, and must pass to land.
 CI_CHECKS = {
-    "CI: SFT": "tests/test_matrix.py::test_sft_supervises_exactly_the_answer_and_the_end_of_turn",
-    "CI: DPO": "tests/test_matrix.py::test_dpo_steps_raise_the_margin",
-    "CI: generation": "tests/test_matrix.py::test_batched_generation_equals_one_by_one",
-    "CI: count": "tests/test_budget_matrix.py::test_exact_count_equals_the_published_count",
+    "SFT ✓": "tests/test_matrix.py::test_sft_supervises_exactly_the_answer_and_the_end_of_turn",
+    "DPO ✓": "tests/test_matrix.py::test_dpo_steps_raise_the_margin",
+    "generation ✓": "tests/test_matrix.py::test_batched_generation_equals_one_by_one",
+    "count ✓": "tests/test_budget_matrix.py::test_exact_count_equals_the_published_count",
 }
 # Run in a subprocess: print the ids pytest collects, leaving out tests marked skip, skipif or xfail.
 COLLECT = """import sys, pytest
@@ -91,13 +91,14 @@ def matrix_table(rows: tuple[dict, ...] | None = None, ids: tuple[str, ...] | No
 
         rows = matrix_rows()
     marks = ci_marks([r["model"] for r in rows], collected_ids() if ids is None else ids)
-    lines = ["| model | parameters (exact) | image tokens, 800×600 chart | image budget: what the recipe sets | "
+    lines = ["| model | parameters (exact) | image tokens, 800×600 chart | image budget (the recipe's line) | "
              f"SFT QLoRA peak | DPO LoRA peak | {' | '.join(CI_CHECKS)} | not modelled |",
              "|---" * (7 + len(CI_CHECKS)) + "|"]
     for r in rows:
         ticks = " | ".join("✓" if ok else "—" for ok in marks[r["model"]].values())
-        lines.append(f"| `{r['model']}` | {r['parameters']:,} | {r['image_tokens_800x600']:,} | `{r['image_budget']}` | "
-                     f"{r['sft_qlora_gib']:.1f} GiB | {r['dpo_lora_gib']:.1f} GiB | {ticks} | {'; '.join(r['lacks'])} |")
+        lines.append(f"| `{r['model']}` | {r['parameters']:,} | {r['image_tokens_800x600']:,} | "
+                     f"`{r['image_budget']}` | {r['sft_qlora_gib']:.1f} GiB | {r['dpo_lora_gib']:.1f} GiB | {ticks} | "
+                     f"{'; '.join(r['lacks'])} |")
     return "\n".join(lines)
 
 
