@@ -37,12 +37,12 @@ def layers() -> dict[str, torch.nn.Module]:
 def matrix_layers() -> dict[str, torch.nn.Module]:
     """One meta-device layer of each stack of the model-swap matrix's real configs (Qwen2.5-VL ... SmolVLM2)."""
     from helpers.budget_tables import STACKS
-    from helpers.model_matrix import MATRIX
+    from helpers.models import MODELS, SEEDS
 
     out = {}
-    for spec in MATRIX:
-        if spec.new:
-            model = meta_model(spec.hub_id)
+    for hub_id in MODELS:
+        if hub_id not in SEEDS:
+            model = meta_model(hub_id)
             for path, _ in STACKS[model.config.model_type]:
                 layer = model.get_submodule(path)[0]
                 out[type(layer).__name__] = layer

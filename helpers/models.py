@@ -1,14 +1,18 @@
-"""The model-swap matrix: per model, the recipe lines that change (image budget, LoRA targets, dtype) and why."""
+"""The model-swap matrix, the one table of it: per model, the recipe lines that change (processor options for the
+image budget, LoRA targets, dtype), why, and the largest image the budget lets through (for `matrix_budget`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 # The language model's attention q/v projections only. The SigLIP towers of idefics2, Gemma 3 and SmolVLM2 (and
 # idefics2's perceiver) also name projections `q_proj`/`v_proj`, so the plain list would put adapters on them too;
 # the Qwen vision towers use a fused `qkv`, so for them the list and this pattern pick the same modules.
 LM_QV = r".*(language_model|text_model)\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
+QWEN_QV = ["q_proj", "v_proj"]
+SEEDS = ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b")  # the models notebooks 03 and 04 train
 
 
 @dataclass(frozen=True)
@@ -16,33 +20,62 @@ class Swap:
     """What the SFT/DPO recipes set for one model."""
 
     family: str  # "qwen": pixel bounds; "idefics": image splitting; "gemma3": fixed size
-    image_budget: str  # how the recipe bounds the image tokens, in the words of the processor
+    largest: tuple[int, int]  # (height, width) of the largest image the budget lets through
+    image_budget: str = ""  # the line the recipe runs on its loaded processor for the image budget, copyable as is
     processor_kwargs: dict[str, Any] = field(default_factory=dict)  # AutoProcessor.from_pretrained(..., **these)
     lora_targets: list[str] | str = LM_QV
     dtype: str = "bfloat16"  # load dtype on an A100 (Ampere or newer); passed explicitly, never "auto"
     why: str = ""
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The attributes `image_budget` sets on the image processor: the line itself, run on a stand-in."""
+        image_processor = SimpleNamespace()
+        exec(self.image_budget, {"__builtins__": {}}, {"processor": SimpleNamespace(image_processor=image_processor)})
+        return vars(image_processor)
 
-QWEN_QV = ["q_proj", "v_proj"]
+    @property
+    def image_options(self) -> dict[str, Any]:
+        """The same image budget as keywords of `helpers.budget.image_tokens` (`max_pixels`, `do_image_splitting`)."""
+        options = {**self.processor_kwargs, **self.settings}
+        out = {"max_pixels": options["size"]["longest_edge"]} if self.family == "qwen" else {}
+        return out | ({"do_image_splitting": options["do_image_splitting"]} if "do_image_splitting" in options else {})
+
+    @property
+    def budget_line(self) -> str:
+        """The image-budget code in one line: the options the processor is loaded with and the line run on it."""
+        kwargs = "".join(f", {k}={v!r}" for k, v in self.processor_kwargs.items())
+        loading = f"AutoProcessor.from_pretrained(model_id{kwargs})" if kwargs else ""
+        return "; ".join(part for part in (loading, self.image_budget) if part)
+
+
+QWEN_CAP = 'processor.image_processor.size = {"shortest_edge": 56 * 56, "longest_edge": 1024 * 28 * 28}'
 MODELS: dict[str, Swap] = {
     "Qwen/Qwen2-VL-7B-Instruct": Swap(
-        "qwen", "processor.image_processor.size = {'shortest_edge': 56 * 56, 'longest_edge': 1024 * 28 * 28}",
-        lora_targets=QWEN_QV, why="one token per 28x28 px (patch 14, merge 2); the seed recipe's model"),
-    "Qwen/Qwen2.5-VL-7B-Instruct": Swap(
-        "qwen", "processor.image_processor.size = {'shortest_edge': 56 * 56, 'longest_edge': 1024 * 28 * 28}",
-        lora_targets=QWEN_QV, why="same processor class and 28-px tokens as Qwen2-VL; windowed vision attention"),
-    "Qwen/Qwen3-VL-4B-Instruct": Swap(
-        "qwen", "processor.image_processor.size = {'shortest_edge': 256 * 256, 'longest_edge': 1024 * 32 * 32}",
-        lora_targets=QWEN_QV, why="one token per 32x32 px (patch 16, merge 2): the same 1,024-token cap is more pixels"),
+        "qwen", (896, 896), QWEN_CAP, lora_targets=QWEN_QV,
+        why="one token per 28x28 px (patch 14, merge 2), at most 1,024; the seed recipe's model"),
     "HuggingFaceM4/idefics2-8b": Swap(
-        "idefics", "do_image_splitting=False (64 tokens an image)", {"do_image_splitting": False},
-        why="splitting makes 5 crops (320 tokens); the template lacks the BOS the tokenizer adds (bos_in_template)"),
+        "idefics", (980, 980), processor_kwargs={"do_image_splitting": False},
+        why="64 tokens an image; splitting makes 5 crops (320 tokens); the template lacks the BOS the tokenizer adds "
+            "(bos_in_template)"),
+    # Qwen2.5-VL: the hub file's min_pixels/max_pixels load into these `size` keys and override a `size=` argument of
+    # from_pretrained (as on Qwen2-VL), so the cap is set on the loaded processor
+    "Qwen/Qwen2.5-VL-7B-Instruct": Swap(
+        "qwen", (896, 896), QWEN_CAP, lora_targets=QWEN_QV,
+        why="same processor class and 28-px tokens as Qwen2-VL; windowed vision attention"),
+    "Qwen/Qwen3-VL-4B-Instruct": Swap(
+        "qwen", (1024, 1024),
+        'processor.image_processor.size = {"shortest_edge": 256 * 256, "longest_edge": 1024 * 32 * 32}',
+        lora_targets=QWEN_QV,
+        why="one token per 32x32 px (patch 16, merge 2): the same 1,024-token cap is more pixels"),
     "google/gemma-3-4b-it": Swap(
-        "gemma3", "none: every image is resized to 896x896, 256 tokens (pan-and-scan stays off)",
+        "gemma3", (896, 896), "# nothing to set: every image becomes 896x896, 256 tokens (do_pan_and_scan stays off)",
         why="needs token_type_ids (TRL's collators add them); the template writes the BOS itself"),
     "HuggingFaceTB/SmolVLM2-2.2B-Instruct": Swap(
-        "idefics", "none: the hub's splitting (longest edge 1,536 px, 384-px crops of 81 tokens, plus the whole image)",
-        why="small enough to keep its splitting; the hub weights are float32, so dtype='auto' would double the memory"),
+        "idefics", (1536, 1536),
+        "processor.image_processor.do_image_splitting = True  # the hub's: longest edge 1536 px, 384-px crops",
+        why="small enough to keep its splitting (81 tokens a crop, plus the whole image); the hub weights are float32, "
+            "so dtype='auto' would double the memory"),
 }
 
 
@@ -51,6 +84,17 @@ def swap_for(hub_id: str) -> Swap:
     if hub_id in MODELS:
         return MODELS[hub_id]
     return MODELS["Qwen/Qwen2-VL-7B-Instruct" if "qwen" in hub_id.lower() else "HuggingFaceM4/idefics2-8b"]
+
+
+def recipe_lines(hub_id: str) -> str:
+    """The lines of notebooks 03/04 that a swap to `hub_id` changes, as code to copy."""
+    swap = MODELS[hub_id]
+    kwargs = "".join(f", {k}={v!r}" for k, v in swap.processor_kwargs.items())
+    targets = f'r"{swap.lora_targets}"' if isinstance(swap.lora_targets, str) else repr(swap.lora_targets)
+    lines = [f'model_id = resolve("{hub_id}")', f"processor = AutoProcessor.from_pretrained(model_id{kwargs})",
+             swap.image_budget, f"target_modules = {targets}  # LoraConfig(..., target_modules=target_modules)",
+             f"dtype = torch.{swap.dtype}  # AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, ...)"]
+    return "\n".join(line for line in lines if line)
 
 
 def image_tokens(processor: Any, width: int = 800, height: int = 600) -> int:

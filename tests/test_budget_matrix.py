@@ -16,14 +16,17 @@ from transformers import AutoImageProcessor
 from helpers.activations import measure_layer
 from helpers.budget import LAYER_ACTIVATIONS, LORA_KINDS, STACKS, estimate_training_memory, image_tokens, \
     layer_width, pixel_bytes
-from helpers.memory import CONFIG_DIR, load_config, meta_model, parameter_counts
-from helpers.model_matrix import MATRIX, SFT_LORA, SFT_STEP, chart_tokens, matrix_rows, recipe_estimates
+from helpers.matrix_budget import SFT_LORA, SFT_STEP, chart_tokens, matrix_rows, recipe_estimates, sft_lora
+from helpers.memory import CONFIG_DIR, SHIPPED_CONFIGS, load_config, meta_model, parameter_counts
+from helpers.models import LM_QV, MODELS, SEEDS
 from helpers.vision import qwen_vl_image_tokens, smolvlm_crops
 
-NEW = [spec for spec in MATRIX if spec.new]
-IDS = [spec.hub_id.split("/")[1] for spec in NEW]
-# The published parameter count of each new model, which the meta-device count of the shipped config.json must equal.
+NEW = [hub_id for hub_id in MODELS if hub_id not in SEEDS]
+IDS, NEW_IDS = [h.split("/")[1] for h in MODELS], [h.split("/")[1] for h in NEW]
+# The published parameter count of each model, which the meta-device count of the shipped config.json must equal.
 PUBLISHED = {
+    # the hub's model.safetensors.index.json total_size / 2 B (bf16), as tests/test_memory.py has them since the seeds
+    "Qwen/Qwen2-VL-7B-Instruct": 8_291_375_616, "HuggingFaceM4/idefics2-8b": 8_402_768_112,
     # huggingface.co's model listing: "numParameters": 8292166656 (the safetensors metadata total; bf16 16,584,333,312 B)
     "Qwen/Qwen2.5-VL-7B-Instruct": 8_292_166_656,
     # the hub's model.safetensors.index.json: metadata.total_size 8875631616 B, all 713 tensors BF16 (as read from the
@@ -42,23 +45,23 @@ PUBLISHED = {
 PUBLISHED_VISUAL = {"Qwen/Qwen2.5-VL-7B-Instruct": 676_550_144, "Qwen/Qwen3-VL-4B-Instruct": 830_695_424 // 2}
 
 
-@pytest.mark.parametrize("spec", NEW, ids=IDS)
-def test_exact_count_equals_the_published_count(spec):
-    assert parameter_counts(spec.hub_id)["total"] == PUBLISHED[spec.hub_id]
-    if spec.hub_id in PUBLISHED_VISUAL:
-        visual = meta_model(spec.hub_id).model.visual
-        assert sum(p.numel() for p in visual.parameters()) == PUBLISHED_VISUAL[spec.hub_id]
+@pytest.mark.parametrize("hub_id", list(MODELS), ids=IDS)
+def test_exact_count_equals_the_published_count(hub_id):
+    assert parameter_counts(hub_id)["total"] == PUBLISHED[hub_id]
+    if hub_id in PUBLISHED_VISUAL:
+        visual = meta_model(hub_id).model.visual
+        assert sum(p.numel() for p in visual.parameters()) == PUBLISHED_VISUAL[hub_id]
 
 
-@pytest.mark.parametrize("spec", NEW, ids=IDS)
-def test_a_wrong_tie_flag_misses_the_published_count(spec):
+@pytest.mark.parametrize("hub_id", NEW, ids=NEW_IDS)
+def test_a_wrong_tie_flag_misses_the_published_count(hub_id):
     """Negative control: flipping tie_word_embeddings (Qwen3-VL and Gemma 3 tie, the others do not) moves the count
     by exactly one vocab x hidden matrix, so the published count pins the flag."""
-    cfg = load_config(spec.hub_id)
+    cfg = load_config(hub_id)
     text = cfg.get_text_config()
     wrong = not cfg.tie_word_embeddings
     cfg.tie_word_embeddings = text.tie_word_embeddings = wrong
-    delta = parameter_counts(cfg)["total"] - PUBLISHED[spec.hub_id]
+    delta = parameter_counts(cfg)["total"] - PUBLISHED[hub_id]
     assert delta == (1 if wrong is False else -1) * text.vocab_size * text.hidden_size
 
 
@@ -66,23 +69,28 @@ def _image(height: int, width: int) -> Image.Image:
     return Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8))
 
 
-def _processed(spec, height: int, width: int) -> tuple[int, int, int]:
+def folder(hub_id: str):
+    """Where a matrix model's hub files ship, under data_samples/configs/."""
+    return (CONFIG_DIR / SHIPPED_CONFIGS[hub_id]).parent
+
+
+def _processed(hub_id, height: int, width: int) -> tuple[int, int, int]:
     """(image tokens, vision patches, pixel bytes) the real image processor gives, with the recipe's settings."""
     import json
 
-    folder = CONFIG_DIR / spec.folder
-    processor = AutoImageProcessor.from_pretrained(folder)
-    for key, value in spec.settings.items():
+    where = folder(hub_id)
+    processor = AutoImageProcessor.from_pretrained(where)
+    for key, value in MODELS[hub_id].settings.items():
         setattr(processor, key, value)
     out = processor(images=[_image(height, width)], return_tensors="pt")
     pixels = out["pixel_values"]
     size = pixels.numel() * pixels.element_size()
     size += out["pixel_attention_mask"].numel() if "pixel_attention_mask" in out else 0
-    cfg = load_config(spec.hub_id)
+    cfg = load_config(hub_id)
     if "image_grid_thw" in out:  # Qwen: one token per merge x merge patches
         patches = int(out["image_grid_thw"].prod())
         return patches // cfg.vision_config.spatial_merge_size**2, patches, size
-    seq = json.loads((folder / "processor_config.json").read_text())
+    seq = json.loads((where / "processor_config.json").read_text())
     per_image = seq.get("image_seq_len") or seq["image_seq_length"]  # SmolVLM2: 81 per crop, Gemma 3: 256
     images = pixels.shape[1] if pixels.dim() == 5 else pixels.shape[0]
     side = cfg.vision_config.image_size // cfg.vision_config.patch_size
@@ -92,18 +100,18 @@ def _processed(spec, height: int, width: int) -> tuple[int, int, int]:
 SIZES = [(600, 800), (800, 600), (300, 2000), (120, 90), (1500, 1500)]
 
 
-@pytest.mark.parametrize("spec", NEW, ids=IDS)
-def test_image_tokens_patches_and_pixel_bytes_equal_the_image_processors(spec):
-    cfg = load_config(spec.hub_id)
-    for height, width in SIZES + [spec.largest]:
-        tokens, patches, size = _processed(spec, height, width)
-        assert image_tokens(cfg, height, width, **spec.options) == (tokens, patches), (height, width)
+@pytest.mark.parametrize("hub_id", NEW, ids=NEW_IDS)
+def test_image_tokens_patches_and_pixel_bytes_equal_the_image_processors(hub_id):
+    cfg = load_config(hub_id)
+    for height, width in SIZES + [MODELS[hub_id].largest]:
+        tokens, patches, size = _processed(hub_id, height, width)
+        assert image_tokens(cfg, height, width, **MODELS[hub_id].image_options) == (tokens, patches), (height, width)
         assert pixel_bytes(cfg, patches) == size, (height, width)
 
 
 def test_chart_tokens_of_the_matrix():
     """The 800x600 chart per model, under each recipe's options (the README's matrix column)."""
-    assert {s.hub_id.split("/")[1]: chart_tokens(s) for s in MATRIX} == {
+    assert {h.split("/")[1]: chart_tokens(h) for h in MODELS} == {
         "Qwen2-VL-7B-Instruct": 609, "idefics2-8b": 64, "Qwen2.5-VL-7B-Instruct": 609,
         "Qwen3-VL-4B-Instruct": 475, "gemma-3-4b-it": 256, "SmolVLM2-2.2B-Instruct": 13 * 81}
 
@@ -113,29 +121,29 @@ def test_which_qwen_cap_takes_effect(name, silently_uncapped):
     """The recipe's line (setting `size` on the loaded image processor) caps both Qwen processors at 1,024 tokens.
     `from_pretrained(size=...)` does not on Qwen2.5-VL: its hub file's top-level `max_pixels` overrides the argument,
     as on Qwen2-VL (helpers/processors.py); Qwen3-VL's file has `size` itself, so there the argument holds."""
-    spec = next(s for s in NEW if s.hub_id.endswith(name))
-    assert _processed(spec, 1500, 1500)[0] == 1024
-    processor = AutoImageProcessor.from_pretrained(CONFIG_DIR / spec.folder, **spec.settings)
+    hub_id = next(h for h in NEW if h.endswith(name))
+    assert _processed(hub_id, 1500, 1500)[0] == 1024
+    processor = AutoImageProcessor.from_pretrained(folder(hub_id), **MODELS[hub_id].settings)
     grid = processor(images=[_image(1500, 1500)], return_tensors="pt")["image_grid_thw"]
     assert (int(grid.prod()) // 4 > 1024) is silently_uncapped
 
 
 def test_wrong_image_arithmetic_is_caught():
     """Negative controls: Qwen2-VL's 28-px tokens on Qwen3-VL, or SmolVLM2 without its upscale to 1536 px, miss."""
-    qwen3 = next(s for s in NEW if "Qwen3" in s.hub_id)
-    smol = next(s for s in NEW if "SmolVLM2" in s.hub_id)
+    qwen3 = next(h for h in NEW if "Qwen3" in h)
+    smol = next(h for h in NEW if "SmolVLM2" in h)
     assert qwen_vl_image_tokens(600, 800, patch_size=14) != _processed(qwen3, 600, 800)[0]
     assert smolvlm_crops(600, 800, longest_edge=800) * 81 != _processed(smol, 600, 800)[0]
 
 
-def _estimate(spec, step, lora, **kw):
-    args = {**step, "image_size": spec.largest, **spec.options, **kw}
-    return estimate_training_memory(spec.hub_id, lora_config=LoraConfig(**lora), **args)
+def _estimate(hub_id, step, lora, **kw):
+    args = {**step, "image_size": MODELS[hub_id].largest, **MODELS[hub_id].image_options, **kw}
+    return estimate_training_memory(hub_id, lora_config=LoraConfig(**lora), **args)
 
 
-@pytest.mark.parametrize("spec", NEW, ids=IDS)
-def test_every_architecture_gets_a_full_estimate_that_says_what_it_lacks(spec):
-    for est in recipe_estimates(spec.hub_id):  # SFT QLoRA and DPO LoRA at batch 4, the largest image
+@pytest.mark.parametrize("hub_id", NEW, ids=NEW_IDS)
+def test_every_architecture_gets_a_full_estimate_that_says_what_it_lacks(hub_id):
+    for est in recipe_estimates(hub_id):  # SFT QLoRA and DPO LoRA at batch 4, the largest image
         terms = est.terms()
         assert terms.pop("reference") == 0  # PEFT: the DPO reference is the base with the adapter off
         assert all(v > 0 for v in terms.values()) and math.isfinite(est.peak), terms
@@ -148,24 +156,53 @@ SMALLER = {"Qwen2.5-VL-7B-Instruct": (300, 400), "Qwen3-VL-4B-Instruct": (300, 4
            "SmolVLM2-2.2B-Instruct": (384, 1536), "gemma-3-4b-it": (300, 400)}
 
 
-@pytest.mark.parametrize("spec", NEW, ids=IDS)
-def test_estimate_grows_with_batch_and_image(spec):
-    one, two = (_estimate(spec, SFT_STEP, SFT_LORA, batch_size=b) for b in (1, 2))
-    assert one.peak < two.peak < recipe_estimates(spec.hub_id)[0].peak  # batch 1 < 2 < 4
-    small = _estimate(spec, SFT_STEP, SFT_LORA, batch_size=1, image_size=SMALLER[spec.hub_id.split("/")[1]])
-    if spec.hub_id.startswith("google/gemma-3"):
+@pytest.mark.parametrize("hub_id", NEW, ids=NEW_IDS)
+def test_estimate_grows_with_batch_and_image(hub_id):
+    one, two = (_estimate(hub_id, SFT_STEP, sft_lora(hub_id), batch_size=b) for b in (1, 2))
+    assert one.peak < two.peak < recipe_estimates(hub_id)[0].peak  # batch 1 < 2 < 4
+    small = _estimate(hub_id, SFT_STEP, sft_lora(hub_id), batch_size=1, image_size=SMALLER[hub_id.split("/")[1]])
+    if hub_id.startswith("google/gemma-3"):
         assert small.peak == one.peak
     else:
         assert small.peak < one.peak and small.activations < one.activations and small.inputs < one.inputs
 
 
 def test_q_v_lora_in_a_siglip_tower_costs_its_activations():
-    """Notebook 03's q/v targets also match SigLIP's q_proj/v_proj (Gemma 3, SmolVLM2): the tower's checkpointed
-    inputs are then kept. Negative control: the same adapter restricted to the language model keeps less."""
-    gemma = next(s for s in NEW if "gemma" in s.hub_id)
-    text_only = {**SFT_LORA, "target_modules": r".*language_model.*\.(q_proj|v_proj)"}
-    both, text = _estimate(gemma, SFT_STEP, SFT_LORA), _estimate(gemma, SFT_STEP, text_only)
+    """Notebook 03's plain q/v list also matches SigLIP's q_proj/v_proj (Gemma 3, SmolVLM2): the tower's checkpointed
+    inputs are then kept. The row's targets (the language model only, as the matrix recipe and its estimate use)
+    keep less."""
+    gemma = next(h for h in NEW if "gemma" in h)
+    both, text = _estimate(gemma, SFT_STEP, SFT_LORA), _estimate(gemma, SFT_STEP, sft_lora(gemma))
     assert both.activations > text.activations and both.adapter > text.adapter
+
+
+def _lm_qv_parameters(hub_id: str) -> int:
+    """LoRA r=8 parameters of q_proj and v_proj in every language-model layer, from the config's sizes alone."""
+    text = load_config(hub_id).get_text_config()
+    head = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    q, v = text.num_attention_heads * head, text.num_key_value_heads * head
+    return text.num_hidden_layers * 8 * (2 * text.hidden_size + q + v)
+
+
+@pytest.mark.parametrize("hub_id", list(MODELS), ids=IDS)
+def test_the_sft_estimate_uses_the_rows_lora_targets(hub_id):
+    """A regex `target_modules` (LM_QV) reaches peft and the budget as it reaches the trainer: exactly the language
+    model's q/v are adapted, counted exactly, and the vision stack is estimated frozen. Negative control: on the SigLIP
+    models the plain list also adapts the vision tower, so its count and its estimate are larger."""
+    from peft import LoraConfig
+
+    from helpers.budget import _stack_kinds
+
+    adapted = meta_model(hub_id, LoraConfig(**sft_lora(hub_id)))
+    assert sum(p.numel() for p in adapted.parameters() if p.requires_grad) == _lm_qv_parameters(hub_id)
+    sft = recipe_estimates(hub_id)[0]
+    assert sft.adapter == 2 * _lm_qv_parameters(hub_id)  # bf16 on the 4-bit base
+    assert [key.split("/")[1] for *_, key in _stack_kinds(adapted, meta_model(hub_id), "qlora")] == ["frozen", "qv"]
+    if MODELS[hub_id].lora_targets == LM_QV:
+        plain = _estimate(hub_id, SFT_STEP, SFT_LORA)
+        assert plain.adapter > sft.adapter and plain.activations > sft.activations
+    else:  # the Qwen towers' fused qkv: the plain list is the row's list
+        assert MODELS[hub_id].lora_targets == SFT_LORA["target_modules"]
 
 
 # One layer per new kind of layer (the SigLIP tower is shared by Gemma 3 and SmolVLM2, like idefics2's).
@@ -176,8 +213,8 @@ PROBED = ["Qwen2_5_VLVisionBlock/all-linear", "Qwen3VLVisionBlock/all-linear", "
 @pytest.fixture(scope="module")
 def new_layers():
     out = {}
-    for spec in NEW:
-        model = meta_model(spec.hub_id)
+    for hub_id in NEW:
+        model = meta_model(hub_id)
         for path, _ in STACKS[model.config.model_type]:
             layer = model.get_submodule(path)[0]
             out[type(layer).__name__] = layer
@@ -196,8 +233,8 @@ def test_activation_table_matches_a_fresh_probe_of_the_real_layer(key, new_layer
 def test_every_new_layer_kind_has_a_measured_row(new_layers):
     """The estimates of the matrix never fall back to measuring at the real width on a user's machine."""
     kinds = {"vision": ("frozen", "all-linear"), "text": ("qv", "all-linear")}
-    for spec in NEW:
-        model = meta_model(spec.hub_id)
+    for hub_id in NEW:
+        model = meta_model(hub_id)
         for path, modality in STACKS[model.config.model_type]:
             layer = model.get_submodule(path)[0]
             for kind in kinds[modality] + (("qv",) if "Encoder" in type(layer).__name__ else ()):
@@ -206,11 +243,11 @@ def test_every_new_layer_kind_has_a_measured_row(new_layers):
 
 def test_matrix_rows():
     rows = {r["model"]: r for r in matrix_rows()}
-    assert list(rows) == [s.hub_id for s in MATRIX]
-    for spec in NEW:
-        row = rows[spec.hub_id]
-        assert row["parameters"] == PUBLISHED[spec.hub_id]
-        assert row["image_tokens_800x600"] == chart_tokens(spec)
+    assert list(rows) == list(MODELS)
+    for hub_id in NEW:
+        row = rows[hub_id]
+        assert row["parameters"] == PUBLISHED[hub_id]
+        assert row["image_tokens_800x600"] == chart_tokens(hub_id)
         assert 0 < row["sft_qlora_gib"] < row["dpo_lora_gib"] and row["lacks"]
     # the smaller models need less than the 7-8 B ones in both recipes
     small = [rows[h] for h in ("Qwen/Qwen3-VL-4B-Instruct", "google/gemma-3-4b-it")]
@@ -221,10 +258,10 @@ def test_every_recipe_fits_an_a100_40gb():
     """What the README's matrix section says."""
     from helpers.fit import fits
 
-    assert all(fits(est, "A100 40GB") for spec in MATRIX for est in recipe_estimates(spec.hub_id))
+    assert all(fits(est, "A100 40GB") for hub_id in MODELS for est in recipe_estimates(hub_id))
 
 
 def test_lacks_do_not_enter_the_peak():
-    est = recipe_estimates(NEW[0].hub_id)[0]
+    est = recipe_estimates(NEW[0])[0]
     assert est.peak == replace(est, lacks=()).peak == sum(est.terms().values())
     assert "lacks" not in est.gib()

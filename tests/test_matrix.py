@@ -19,7 +19,7 @@ from helpers import tiny, tiny_build
 from helpers.amber import load_amber, yes_no_prompt
 from helpers.data import format_dataset
 from helpers.generation import generate_ids
-from helpers.models import MODELS
+from helpers.models import MODELS, recipe_lines
 from helpers.processors import end_of_turn_id, load_processor
 from test_fidelity import hub_differences
 
@@ -178,6 +178,25 @@ def test_lora_targets_are_the_language_models_q_and_v(hub_id):
     assert len(mine) == 2 * layers and all(re.search(r"\.(language|text)_model\.", n) for n in mine)
     if MODELS[hub_id].family != "qwen":  # negative control: the plain list also adapts the vision tower
         assert len(wrapped(["q_proj", "v_proj"])) > len(mine)
+
+
+@pytest.mark.parametrize("hub_id", list(MODELS))
+def test_the_printed_lines_give_the_processor_load_processor_gives(hub_id):
+    """`recipe_lines` (notebook 07 prints them to copy) run as written give the image processor of `load_processor`.
+    Negative control: without the row's image-budget line (Qwen: the pixel cap) or its loading options (idefics2:
+    splitting off), the processor differs."""
+    def run(lines: str) -> dict:
+        scope = {"resolve": tiny.resolve, "AutoProcessor": AutoProcessor, "torch": torch}
+        exec(lines, scope)
+        return scope["processor"].image_processor.to_dict()
+
+    lines = recipe_lines(hub_id)
+    assert run(lines) == load_processor(hub_id).image_processor.to_dict()
+    swap = MODELS[hub_id]
+    changed = swap.image_budget if swap.family == "qwen" else ", ".join(["", *(f"{k}={v!r}" for k, v in
+                                                                              swap.processor_kwargs.items())])
+    if changed:  # Gemma 3 sets nothing; SmolVLM2's line restates the hub's default
+        assert run(lines.replace(changed, "")) != load_processor(hub_id).image_processor.to_dict()
 
 
 def test_gemma3_trains_with_token_type_ids(chartqa, tmp_path):

@@ -44,16 +44,40 @@ def test_a_typed_time_is_caught():
 
 
 def test_readme_shows_the_computed_matrix():
-    """README.md's model-swap matrix is `helpers.model_matrix.matrix_rows()` as `make tables` writes it."""
+    """README.md's model-swap matrix is `helpers.matrix_budget.matrix_rows()` and the collected CI tests, as
+    `make tables` writes it."""
     text = (ROOT / "README.md").read_text()
     assert fill_tables.fill_matrix(text, fill_tables.matrix_table()) == text
 
 
 def test_a_typed_matrix_number_is_caught():
     """Negative control: one peak edited by hand (or a stale row after a budget change) no longer matches."""
-    from helpers.model_matrix import MATRIX, matrix_rows
+    from helpers.matrix_budget import matrix_rows
 
-    rows = [{**r, "processor": s.processor} for r, s in zip(matrix_rows(), MATRIX)]
+    rows = list(matrix_rows())
     rows[0] = {**rows[0], "sft_qlora_gib": rows[0]["sft_qlora_gib"] + 0.1}
     text = (ROOT / "README.md").read_text()
     assert fill_tables.fill_matrix(text, fill_tables.matrix_table(tuple(rows))) != text
+
+
+def test_every_model_has_every_ci_mark_and_a_dropped_test_is_caught():
+    """Each model's SFT, DPO, generation and count tests are collected; negative controls: a model dropped from the
+    DPO parametrisation loses its ✓ (so README no longer matches)."""
+    from helpers.models import MODELS
+
+    ids = fill_tables.collected_ids()
+    assert all(all(marks.values()) for marks in fill_tables.ci_marks(list(MODELS), ids).values())
+    dpo = fill_tables.CI_CHECKS["DPO ✓"]
+    dropped = tuple(i for i in ids if i != f"{dpo}[google/gemma-3-4b-it]")
+    assert len(dropped) == len(ids) - 1
+    assert fill_tables.ci_marks(list(MODELS), dropped)["google/gemma-3-4b-it"]["DPO ✓"] is False
+    text = (ROOT / "README.md").read_text()
+    assert fill_tables.fill_matrix(text, fill_tables.matrix_table(ids=dropped)) != text
+
+
+def test_a_skipped_test_earns_no_mark(tmp_path):
+    """Negative control: a test marked skip (or skipif, even if false) is collected but left out of the ids."""
+    (tmp_path / "test_x.py").write_text("import pytest\n\n@pytest.mark.parametrize('m', ['a/b', 'c'])\n"
+                                        "def test_runs(m):\n    pass\n\n@pytest.mark.skip\ndef test_skipped():\n"
+                                        "    pass\n")
+    assert fill_tables.collect(["test_x.py"], cwd=tmp_path) == ("test_x.py::test_runs[a/b]", "test_x.py::test_runs[c]")
