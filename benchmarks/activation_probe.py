@@ -17,7 +17,7 @@ from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLDecoderLayer, 
 
 from helpers.activations import measure_layer
 from helpers.budget import LORA_KINDS, layer_width
-from helpers.memory import load_config, meta_model
+from helpers.weights import load_config, meta_model
 
 RESULTS = "benchmarks/results/activation-probe-cpu.json"
 

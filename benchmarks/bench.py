@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from helpers.memory import load_config
+from helpers.weights import load_config
 from helpers.tiny import TINY_MODELS, tiny_model_path
 
 TOKEN_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id", "bos_token_id",

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from helpers.memory import load_config, meta_model
+from helpers.weights import load_config, meta_model
 
 # Peak dense bf16 matmul throughput (FLOP/s), from the vendors' data sheets; MFU divides by these
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "T4": 65e12}

@@ -14,7 +14,7 @@ import torch
 
 from helpers.activations import cpu_peak
 from helpers.budget import estimate_training_memory
-from helpers.memory import GIB, load_config, model_bytes
+from helpers.weights import GIB, load_config, model_bytes
 
 from bench import arguments, environment, load, require_device, rows, save_report
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from helpers.memory import GIB
+from helpers.weights import GIB
 from helpers.training import drop_input_grad_hooks
 from helpers.vision import image_tokens
 

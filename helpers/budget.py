@@ -11,7 +11,7 @@ from torch import nn
 from transformers import PretrainedConfig
 
 from helpers.budget_tables import LACKS, LAYER_ACTIVATIONS, LORA_KINDS, STACKS  # noqa: F401 (re-exported)
-from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
+from helpers.weights import GIB, load_config, meta_model, quantized_linears, weight_bytes
 from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes
 
 _MEASURED: dict[str, tuple[int, int]] = {}

@@ -13,7 +13,7 @@ from transformers import PretrainedConfig
 
 from helpers.budget import CUDA_CONTEXT, STACKS, MemoryEstimate, layer_cost
 from helpers.budget_tables import LACKS
-from helpers.memory import GIB, load_config, meta_model, quantized_linears, weight_bytes
+from helpers.weights import GIB, load_config, meta_model, quantized_linears, weight_bytes
 from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes
 
 # Usable GiB as the driver reports them (notebook 02's table).

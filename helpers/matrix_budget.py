@@ -7,7 +7,7 @@ import functools
 from typing import Any
 
 from helpers.budget import MemoryEstimate, estimate_training_memory, image_tokens
-from helpers.memory import GIB, load_config, parameter_counts
+from helpers.weights import GIB, load_config, parameter_counts
 from helpers.models import MODELS
 
 # Notebook 03's SFT adapter (its q/v targets replaced by each row's `lora_targets`) and notebook 04's DPO adapter.

@@ -17,7 +17,7 @@ from helpers.activations import measure_layer
 from helpers.budget import LAYER_ACTIVATIONS, LORA_KINDS, STACKS, estimate_training_memory, image_tokens, \
     layer_width, pixel_bytes
 from helpers.matrix_budget import SFT_LORA, SFT_STEP, chart_tokens, matrix_rows, recipe_estimates, sft_lora
-from helpers.memory import CONFIG_DIR, SHIPPED_CONFIGS, load_config, meta_model, parameter_counts
+from helpers.weights import CONFIG_DIR, SHIPPED_CONFIGS, load_config, meta_model, parameter_counts
 from helpers.models import LM_QV, MODELS, SEEDS
 from helpers.vision import qwen_vl_image_tokens, smolvlm_crops
 

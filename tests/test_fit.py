@@ -12,7 +12,7 @@ from peft import LoraConfig
 
 from helpers.budget import estimate_training_memory
 from helpers.fit import CARDS, estimate_generation_memory, fits, free_memory, generation_seconds_lower_bound, report
-from helpers.memory import GIB, weight_bytes
+from helpers.weights import GIB, weight_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 QWEN_7B, IDEFICS2 = "Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"

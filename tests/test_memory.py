@@ -12,7 +12,7 @@ from peft import LoraConfig
 from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
 from helpers.budget import CUDA_CONTEXT, LAYER_ACTIVATIONS, estimate_training_memory, largest_batch, layer_cost
-from helpers.memory import CONFIG_DIR, GIB, format_trainable, load_config, model_bytes, nf4_bytes, parameter_counts, \
+from helpers.weights import CONFIG_DIR, GIB, format_trainable, load_config, model_bytes, nf4_bytes, parameter_counts, \
     weight_bytes
 from helpers.tiny import REPO_ROOT, tiny_model_path
 
