@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
+from test_scripts import load_script  # scripts/<name>.py as a module
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: next((ROOT / "notebooks").glob(f"{name}_*.ipynb")) for name in ("03", "04")}
@@ -224,15 +224,6 @@ def settings(mode: str) -> dict:
 def hub_ids(cells: list[str]) -> list[str]:
     """The hub ids the cells pass to `resolve`, in order."""
     return [ast.literal_eval(c.args[0]) for c in calls(cells, "resolve")]
-
-
-def load_script(name: str):
-    """Import scripts/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def script_defaults(name: str, tmp_path: Path) -> tuple:
