@@ -1,6 +1,6 @@
 """Measure the activation bytes per token of every layer kind the recipes train, at the real widths (CPU, minutes).
 
-The table it prints is `helpers.budget.LAYER_ACTIVATIONS`; rerun it after upgrading transformers or peft and paste.
+The table it prints is `helpers/budget_tables.py`'s `LAYER_ACTIVATIONS`; rerun it after upgrading transformers or peft and paste.
 Usage: python benchmarks/activation_probe.py [--tokens 64]
 """
 

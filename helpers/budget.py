@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from helpers.budget_tables import LACKS, LAYER_ACTIVATIONS, LORA_KINDS, STACKS  # noqa: F401 (re-exported)
+from helpers.budget_tables import LACKS, LAYER_ACTIVATIONS, LORA_KINDS, STACKS
 from helpers.weights import GIB, load_config, meta_model, quantized_linears, weight_bytes
-from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes
+from helpers.vision import image_tokens, pixel_bytes
 
 _MEASURED: dict[str, tuple[int, int]] = {}
 CUDA_CONTEXT = GIB // 2  # assumption: CUDA context + cuBLAS workspace, outside torch.cuda.max_memory_allocated
@@ -69,7 +69,7 @@ def _stack_kinds(model: nn.Module, plain: nn.Module, method: str) -> list[tuple[
 def estimate_training_memory(config: str | Path | PretrainedConfig, *, method: str = "qlora", lora_config: Any = None,
                              batch_size: int = 1, text_tokens: int = 64, image_size: tuple[int, int] = (600, 800),
                              scored_tokens: int = 8, dpo: bool = False, gradient_checkpointing: bool = True,
-                             max_pixels: int = CHARTQA_MAX_PIXELS, do_image_splitting: bool = False,
+                             max_pixels: int | None = None, do_image_splitting: bool | None = None,
                              full_dtype: torch.dtype = torch.float32) -> MemoryEstimate:
     """Predict one step's peak: `method` is "full" (weights in `full_dtype`), "lora" (bf16) or "qlora" (NF4).
 
@@ -151,8 +151,8 @@ def estimate_grpo_memory(config: str | Path | PretrainedConfig, *, generation_ba
     cfg = load_config(config)
     train = estimate_training_memory(cfg, text_tokens=prompt_tokens + completion_tokens,
                                      scored_tokens=completion_tokens, **step)
-    size, max_pixels = step.get("image_size", (600, 800)), step.get("max_pixels", CHARTQA_MAX_PIXELS)
-    img, patches = image_tokens(cfg, *size, max_pixels=max_pixels)
+    img, patches = image_tokens(cfg, *step.get("image_size", (600, 800)), max_pixels=step.get("max_pixels"),
+                                do_image_splitting=step.get("do_image_splitting"))
     text = cfg.get_text_config()
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     kv = generation_batch * (prompt_tokens + img + completion_tokens) * text.num_hidden_layers * 2 * \

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig
 
-from helpers.budget import CUDA_CONTEXT, STACKS, MemoryEstimate, layer_cost
-from helpers.budget_tables import LACKS
+from helpers.budget import CUDA_CONTEXT, MemoryEstimate, layer_cost
+from helpers.budget_tables import LACKS, STACKS
 from helpers.weights import GIB, load_config, meta_model, quantized_linears, weight_bytes
-from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes
+from helpers.vision import image_tokens, pixel_bytes
 
 # Usable GiB as the driver reports them (notebook 02's table).
 CARDS = {"T4 16GB": 15, "L4 24GB": 22, "A100 40GB": 40, "A100 80GB": 80}
@@ -24,8 +24,8 @@ CARD_SPEED = {"A100 40GB": (1.555e12, 312e12), "A100 80GB": (2.039e12, 312e12)}
 
 def estimate_generation_memory(config: str | Path | PretrainedConfig, *, method: str = "lora", lora_config: Any = None,
                                batch_size: int = 1, text_tokens: int = 64, image_size: tuple[int, int] = (600, 800),
-                               new_tokens: int = 16, max_pixels: int = CHARTQA_MAX_PIXELS,
-                               do_image_splitting: bool = False) -> MemoryEstimate:
+                               new_tokens: int = 16, max_pixels: int | None = None,
+                               do_image_splitting: bool | None = None) -> MemoryEstimate:
     """Predict the peak of batched greedy generation: weights (bf16 or NF4), an fp32 adapter, the KV cache, and the
     prefill's largest layer, bounded above by that layer's training peak per token (no-grad keeps less)."""
     cfg = load_config(config)

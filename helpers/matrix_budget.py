@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from helpers.budget import MemoryEstimate, estimate_training_memory, image_tokens
+from helpers.budget import MemoryEstimate, estimate_training_memory
 from helpers.weights import GIB, load_config, parameter_counts
 from helpers.models import MODELS
+from helpers.vision import image_tokens
 
 # Notebook 03's SFT adapter (its q/v targets replaced by each row's `lora_targets`) and notebook 04's DPO adapter.
 SFT_LORA = dict(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -50,5 +51,5 @@ def matrix_rows() -> tuple[dict[str, Any], ...]:
         rows.append({"model": hub_id, "parameters": parameter_counts(hub_id)["total"],
                      "image_tokens_800x600": chart_tokens(hub_id), "image_budget": swap.budget_line,
                      "sft_qlora_gib": sft.peak / GIB, "dpo_lora_gib": dpo.peak / GIB,
-                     "lacks": sorted(set(sft.lacks) | set(dpo.lacks))})
+                     "lacks": sorted(sft.lacks)})  # one list per architecture
     return tuple(rows)

@@ -23,6 +23,7 @@ class Swap:
     largest: tuple[int, int]  # (height, width) of the largest image the budget lets through
     image_budget: str = ""  # the line the recipe runs on its loaded processor for the image budget, copyable as is
     processor_kwargs: dict[str, Any] = field(default_factory=dict)  # AutoProcessor.from_pretrained(..., **these)
+    template_line: str = ""  # a line the recipe runs on the loaded processor's chat template, copyable as is
     lora_targets: list[str] | str = LM_QV
     dtype: str = "bfloat16"  # load dtype on an A100 (Ampere or newer); passed explicitly, never "auto"
     why: str = ""
@@ -36,16 +37,20 @@ class Swap:
 
     @property
     def image_options(self) -> dict[str, Any]:
-        """The same image budget as keywords of `helpers.budget.image_tokens` (`max_pixels`, `do_image_splitting`)."""
+        """The same image budget as keywords of `helpers.vision.image_tokens` (`max_pixels`, `do_image_splitting`)."""
         options = {**self.processor_kwargs, **self.settings}
         out = {"max_pixels": options["size"]["longest_edge"]} if self.family == "qwen" else {}
         return out | ({"do_image_splitting": options["do_image_splitting"]} if "do_image_splitting" in options else {})
 
     @property
+    def kwargs_text(self) -> str:
+        """`processor_kwargs` as the tail of a call: `, do_image_splitting=False`."""
+        return "".join(f", {k}={v!r}" for k, v in self.processor_kwargs.items())
+
+    @property
     def budget_line(self) -> str:
         """The image-budget code in one line: the options the processor is loaded with and the line run on it."""
-        kwargs = "".join(f", {k}={v!r}" for k, v in self.processor_kwargs.items())
-        loading = f"AutoProcessor.from_pretrained(model_id{kwargs})" if kwargs else ""
+        loading = f"AutoProcessor.from_pretrained(model_id{self.kwargs_text})" if self.processor_kwargs else ""
         return "; ".join(part for part in (loading, self.image_budget) if part)
 
 
@@ -56,8 +61,9 @@ MODELS: dict[str, Swap] = {
         why="one token per 28x28 px (patch 14, merge 2), at most 1,024; the seed recipe's model"),
     "HuggingFaceM4/idefics2-8b": Swap(
         "idefics", (980, 980), processor_kwargs={"do_image_splitting": False},
-        why="64 tokens an image; splitting makes 5 crops (320 tokens); the template lacks the BOS the tokenizer adds "
-            "(bos_in_template)"),
+        template_line='processor.chat_template = "{{ bos_token }}" + processor.chat_template',
+        why="64 tokens an image; splitting makes 5 crops (320 tokens); the template lacks the <s> the tokenizer adds "
+            "and TRL tokenizes the rendered template without special tokens, so the template gets it"),
     # Qwen2.5-VL: the hub file's min_pixels/max_pixels load into these `size` keys and override a `size=` argument of
     # from_pretrained (as on Qwen2-VL), so the cap is set on the loaded processor
     "Qwen/Qwen2.5-VL-7B-Instruct": Swap(
@@ -89,10 +95,9 @@ def swap_for(hub_id: str) -> Swap:
 def recipe_lines(hub_id: str) -> str:
     """The lines of notebooks 03/04 that a swap to `hub_id` changes, as code to copy."""
     swap = MODELS[hub_id]
-    kwargs = "".join(f", {k}={v!r}" for k, v in swap.processor_kwargs.items())
     targets = f'r"{swap.lora_targets}"' if isinstance(swap.lora_targets, str) else repr(swap.lora_targets)
-    lines = [f'model_id = resolve("{hub_id}")', f"processor = AutoProcessor.from_pretrained(model_id{kwargs})",
-             swap.image_budget, f"target_modules = {targets}  # LoraConfig(..., target_modules=target_modules)",
+    lines = [f'model_id = resolve("{hub_id}")', f"processor = AutoProcessor.from_pretrained(model_id{swap.kwargs_text})",
+             swap.image_budget, swap.template_line, f"target_modules = {targets}  # LoraConfig(..., target_modules=target_modules)",
              f"dtype = torch.{swap.dtype}  # AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, ...)"]
     return "\n".join(line for line in lines if line)
 

@@ -14,7 +14,7 @@ SENTINEL = "\x00ANSWER\x00"
 
 
 def cap_image_tokens(processor: Any, max_pixels: int = CHARTQA_MAX_PIXELS, min_pixels: int = QWEN2VL_MIN_PIXELS) -> Any:
-    """Bound a loaded Qwen2-VL processor's images to `[min_pixels, max_pixels]` (one token per 28x28 px); return it.
+    """Bound a loaded Qwen-family processor's images to `[min_pixels, max_pixels]` (a token per 28x28 or 32x32 px).
 
     Set on the loaded image processor because the hub's `preprocessor_config.json` keeps top-level `min_pixels` /
     `max_pixels`, which override a `size=` argument of `from_pretrained` (silently, in transformers 5.23), while

@@ -87,7 +87,6 @@ SPECS |= {
                         "chat_template.json", "generation_config.json", "special_tokens_map.json"),
         "added_tokens": GEMMA3 + "tiny_tokens.json",  # the special tokens the recipes use, at their hub ids
         "vocab_multiple": 64,  # 262,145 tokens padded to 262,208 rows
-        # random embeddings drown the layers, and every answer repeats the last prompt token (tied lm_head)
         "init_range": 0.05,  # Gemma scales embeddings by sqrt(width) and normalises each layer's output: wider
         # random embeddings drown the layers, and every answer repeats the last prompt token (tied lm_head)
         "vocab_key": "text_config.vocab_size",  # the hub file leaves it to Gemma3TextConfig's default

@@ -67,9 +67,17 @@ def idefics2_patches(height: int, width: int, do_image_splitting: bool = False) 
     return (h // IDEFICS2_PATCH) * (w // IDEFICS2_PATCH) * (5 if do_image_splitting else 1)
 
 
-def image_tokens(config: Any, height: int, width: int, max_pixels: int = CHARTQA_MAX_PIXELS,
-                 do_image_splitting: bool = False) -> tuple[int, int]:
-    """(tokens the language model sees, patches the vision tower sees) for one image of this size, per `config`."""
+def image_tokens(config: Any, height: int, width: int, max_pixels: int | None = None,
+                 do_image_splitting: bool | None = None) -> tuple[int, int]:
+    """(tokens the language model sees, patches the vision tower sees) for one image of this size, per `config`.
+
+    Unset options are the recipes' (`helpers.models.MODELS`): Qwen-family images capped at 1,024 tokens (28 or 32 px
+    each), idefics2 without image splitting, SmolVLM2 with its hub splitting.
+    """
+    if max_pixels is None and config.model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+        max_pixels = 1024 * (config.vision_config.patch_size * config.vision_config.spatial_merge_size) ** 2
+    if do_image_splitting is None:
+        do_image_splitting = config.model_type == "smolvlm"
     if config.model_type in MATRIX_TYPES:
         return matrix_image_tokens(config, height, width, max_pixels, do_image_splitting)
     if config.model_type == "qwen2_vl":
@@ -169,8 +177,8 @@ def smolvlm_crops(height: int, width: int, do_image_splitting: bool = True, long
     return rows * cols + 1 if rows * cols > 1 else 1
 
 
-def matrix_image_tokens(config: Any, height: int, width: int, max_pixels: int = QWEN2VL_MAX_PIXELS,
-                        do_image_splitting: bool = True) -> tuple[int, int]:
+def matrix_image_tokens(config: Any, height: int, width: int, max_pixels: int | None,
+                        do_image_splitting: bool) -> tuple[int, int]:
     """(image tokens the language model sees, patches the vision tower sees) for one image, for the matrix's new
     architectures. Gemma 3 always sees one 896-px image (no pan-and-scan); SmolVLM2's tokens are crops x 81 `<image>`
     tokens (the ~2 row/column marker tokens per crop are text)."""

@@ -12,7 +12,6 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from helpers.data import FORMATTERS, describe_bad_rows, format_dataset
-from helpers.processors import load_processor
 from helpers.tiny import resolve
 from helpers.vision import QWEN2VL_MIN_PIXELS
 
@@ -28,11 +27,6 @@ def load_model(model_args: Any) -> Any:
     return AutoModelForImageTextToText.from_pretrained(
         resolve(model_args.model_name_or_path), dtype=dtype, attn_implementation=model_args.attn_implementation,
         quantization_config=quantization, device_map={"": PartialState().local_process_index} if on_gpu else None)
-
-
-def load_vlm(model_args: Any, max_pixels: int) -> tuple[Any, Any]:
-    """(model, processor) for TRL's `ModelConfig`, with hub ids resolved (tiny mode) and 4-bit when asked."""
-    return load_model(model_args), load_processor(model_args.model_name_or_path, max_pixels)
 
 
 def fail(message: str) -> NoReturn:

@@ -14,12 +14,11 @@ from PIL import Image
 from transformers import AutoImageProcessor
 
 from helpers.activations import measure_layer
-from helpers.budget import LAYER_ACTIVATIONS, LORA_KINDS, STACKS, estimate_training_memory, image_tokens, \
-    layer_width, pixel_bytes
+from helpers.budget import LAYER_ACTIVATIONS, LORA_KINDS, STACKS, estimate_training_memory, layer_width
 from helpers.matrix_budget import SFT_LORA, SFT_STEP, chart_tokens, matrix_rows, recipe_estimates, sft_lora
 from helpers.weights import CONFIG_DIR, SHIPPED_CONFIGS, load_config, meta_model, parameter_counts
 from helpers.models import LM_QV, MODELS, SEEDS
-from helpers.vision import qwen_vl_image_tokens, smolvlm_crops
+from helpers.vision import CHARTQA_MAX_PIXELS, image_tokens, pixel_bytes, qwen_vl_image_tokens, smolvlm_crops
 
 NEW = [hub_id for hub_id in MODELS if hub_id not in SEEDS]
 IDS, NEW_IDS = [h.split("/")[1] for h in MODELS], [h.split("/")[1] for h in NEW]
@@ -265,3 +264,21 @@ def test_lacks_do_not_enter_the_peak():
     est = recipe_estimates(NEW[0])[0]
     assert est.peak == replace(est, lacks=()).peak == sum(est.terms().values())
     assert "lacks" not in est.gib()
+
+
+SIZES = [(600, 800), (2000, 3000), (300, 400)]
+
+
+@pytest.mark.parametrize("hub_id", list(MODELS), ids=IDS)
+def test_unset_image_options_are_the_recipes(hub_id):
+    """Called without image options (as notebook 02 and the estimators are), the arithmetic applies the recipe's image
+    budget of the row: the estimate of a swapped model is the recipe's, not a 28-px cap or an unsplit SmolVLM2."""
+    cfg, options = load_config(hub_id), MODELS[hub_id].image_options
+    assert [image_tokens(cfg, *size) for size in SIZES] == [image_tokens(cfg, *size, **options) for size in SIZES]
+
+
+def test_negative_control_qwen2_vl_defaults_would_shortchange_qwen3_vl_and_smolvlm2():
+    """The defaults before the matrix (a 28-px pixel cap, no splitting) miss on Qwen3-VL and SmolVLM2."""
+    qwen3, smol = load_config("Qwen/Qwen3-VL-4B-Instruct"), load_config("HuggingFaceTB/SmolVLM2-2.2B-Instruct")
+    assert image_tokens(qwen3, 2000, 3000, max_pixels=CHARTQA_MAX_PIXELS) != image_tokens(qwen3, 2000, 3000)
+    assert image_tokens(smol, 600, 800, do_image_splitting=False) != image_tokens(smol, 600, 800)

@@ -182,21 +182,20 @@ def test_lora_targets_are_the_language_models_q_and_v(hub_id):
 
 @pytest.mark.parametrize("hub_id", list(MODELS))
 def test_the_printed_lines_give_the_processor_load_processor_gives(hub_id):
-    """`recipe_lines` (notebook 07 prints them to copy) run as written give the image processor of `load_processor`.
-    Negative control: without the row's image-budget line (Qwen: the pixel cap) or its loading options (idefics2:
-    splitting off), the processor differs."""
-    def run(lines: str) -> dict:
+    """`recipe_lines` (notebook 07 prints them to copy) run as written give the image processor and the chat template of
+    `load_processor`. Negative control: without the row's image-budget line (Qwen: the pixel cap), its loading options
+    (idefics2: splitting off) or its template line (idefics2: the <s>), the processor differs."""
+    def run(lines: str) -> tuple[dict, str]:
         scope = {"resolve": tiny.resolve, "AutoProcessor": AutoProcessor, "torch": torch}
         exec(lines, scope)
-        return scope["processor"].image_processor.to_dict()
+        return scope["processor"].image_processor.to_dict(), scope["processor"].chat_template
 
-    lines = recipe_lines(hub_id)
-    assert run(lines) == load_processor(hub_id).image_processor.to_dict()
-    swap = MODELS[hub_id]
-    changed = swap.image_budget if swap.family == "qwen" else ", ".join(["", *(f"{k}={v!r}" for k, v in
-                                                                              swap.processor_kwargs.items())])
-    if changed:  # Gemma 3 sets nothing; SmolVLM2's line restates the hub's default
-        assert run(lines.replace(changed, "")) != load_processor(hub_id).image_processor.to_dict()
+    loaded = load_processor(hub_id)
+    lines, swap = recipe_lines(hub_id), MODELS[hub_id]
+    assert run(lines) == (loaded.image_processor.to_dict(), loaded.chat_template)
+    changed = [swap.image_budget if swap.family == "qwen" else swap.kwargs_text, swap.template_line]
+    for line in filter(None, changed):  # Gemma 3 sets nothing; SmolVLM2's line restates the hub's default
+        assert run(lines.replace(line, "")) != (loaded.image_processor.to_dict(), loaded.chat_template), line
 
 
 def test_gemma3_trains_with_token_type_ids(chartqa, tmp_path):
