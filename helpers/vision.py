@@ -16,7 +16,7 @@ MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor refuses more elongated images
 MAX_SIDE = 2048  # our bound on the longer side before any processor sees the image
 # Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
 CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
-MATRIX_TYPES = ("qwen2_5_vl", "qwen3_vl", "gemma3", "smolvlm")  # the model-swap matrix's new architectures
+QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # one token per (patch x merge)^2 px, within pixel bounds
 
 
 def qwen2vl_resized_size(height: int, width: int, min_pixels: int = QWEN2VL_MIN_PIXELS,
@@ -65,36 +65,6 @@ def idefics2_patches(height: int, width: int, do_image_splitting: bool = False) 
     """Return the patches Idefics2's vision tower sees per image (with splitting: 5 crops, each padded to full size)."""
     h, w = idefics2_resized_size(height, width)
     return (h // IDEFICS2_PATCH) * (w // IDEFICS2_PATCH) * (5 if do_image_splitting else 1)
-
-
-def image_tokens(config: Any, height: int, width: int, max_pixels: int | None = None,
-                 do_image_splitting: bool | None = None) -> tuple[int, int]:
-    """(tokens the language model sees, patches the vision tower sees) for one image of this size, per `config`.
-
-    Unset options are the recipes' (`helpers.models.MODELS`): Qwen-family images capped at 1,024 tokens (28 or 32 px
-    each), idefics2 without image splitting, SmolVLM2 with its hub splitting.
-    """
-    if max_pixels is None and config.model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
-        max_pixels = 1024 * (config.vision_config.patch_size * config.vision_config.spatial_merge_size) ** 2
-    if do_image_splitting is None:
-        do_image_splitting = config.model_type == "smolvlm"
-    if config.model_type in MATRIX_TYPES:
-        return matrix_image_tokens(config, height, width, max_pixels, do_image_splitting)
-    if config.model_type == "qwen2_vl":
-        tokens = qwen2vl_image_tokens(height, width, max_pixels=max_pixels)
-        return tokens, tokens * config.vision_config.spatial_merge_size**2
-    tokens = idefics2_image_tokens(do_image_splitting, config.perceiver_config.resampler_n_latents)
-    return tokens, idefics2_patches(height, width, do_image_splitting)
-
-
-def pixel_bytes(config: Any, patches: int) -> int:
-    """fp32 `pixel_values` of one image: Qwen2-VL flattens 2x14x14x3 values per patch, Idefics2 keeps the pixels."""
-    if config.model_type in MATRIX_TYPES:
-        return matrix_pixel_bytes(config, patches)
-    if config.model_type == "qwen2_vl":
-        v = config.vision_config
-        return patches * v.temporal_patch_size * v.patch_size**2 * v.in_channels * 4
-    return patches * IDEFICS2_PATCH**2 * (3 * 4 + 1)  # fp32 RGB + the bool pixel attention mask
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -177,29 +147,38 @@ def smolvlm_crops(height: int, width: int, do_image_splitting: bool = True, long
     return rows * cols + 1 if rows * cols > 1 else 1
 
 
-def matrix_image_tokens(config: Any, height: int, width: int, max_pixels: int | None,
-                        do_image_splitting: bool) -> tuple[int, int]:
-    """(image tokens the language model sees, patches the vision tower sees) for one image, for the matrix's new
-    architectures. Gemma 3 always sees one 896-px image (no pan-and-scan); SmolVLM2's tokens are crops x 81 `<image>`
-    tokens (the ~2 row/column marker tokens per crop are text)."""
+def image_tokens(config: Any, height: int, width: int, max_pixels: int | None = None,
+                 do_image_splitting: bool | None = None) -> tuple[int, int]:
+    """(tokens the language model sees, patches the vision tower sees) for one image of this size, per `config`.
+
+    Unset options are the recipes' (`helpers.models.MODELS`): Qwen-family images capped at 1,024 tokens (28 or 32 px
+    each), idefics2 without image splitting, SmolVLM2 with its hub splitting. Gemma 3 always sees one 896-px image
+    (no pan-and-scan); SmolVLM2's tokens are crops x 81 `<image>` tokens (its ~2 row/column markers a crop are text).
+    """
     v = config.vision_config
-    if config.model_type in ("qwen2_5_vl", "qwen3_vl"):
+    if config.model_type in QWEN_TYPES:
+        side = v.patch_size * v.spatial_merge_size
         low = QWEN3VL_MIN_PIXELS if config.model_type == "qwen3_vl" else QWEN2VL_MIN_PIXELS
-        tokens = qwen_vl_image_tokens(height, width, v.patch_size, v.spatial_merge_size, low, max_pixels)
+        tokens = qwen_vl_image_tokens(height, width, v.patch_size, v.spatial_merge_size, low,
+                                      1024 * side**2 if max_pixels is None else max_pixels)
         return tokens, tokens * v.spatial_merge_size**2
     if config.model_type == "gemma3":
         return config.mm_tokens_per_image, (v.image_size // v.patch_size) ** 2
     if config.model_type == "smolvlm":
-        crops, side = smolvlm_crops(height, width, do_image_splitting), v.image_size // v.patch_size
-        return crops * side**2 // config.scale_factor**2, crops * side**2
-    raise NotImplementedError(f"no image-token arithmetic for {config.model_type}")
+        patches = smolvlm_crops(height, width, do_image_splitting is not False) * (v.image_size // v.patch_size) ** 2
+        return patches // config.scale_factor**2, patches
+    split = bool(do_image_splitting)  # idefics2
+    tokens = idefics2_image_tokens(split, config.perceiver_config.resampler_n_latents)
+    return tokens, idefics2_patches(height, width, split)
 
 
-def matrix_pixel_bytes(config: Any, patches: int) -> int:
-    """fp32 `pixel_values` of one image for the matrix's new architectures (from the vision tower's patch count)."""
+def pixel_bytes(config: Any, patches: int) -> int:
+    """fp32 `pixel_values` of one image, from the vision tower's patch count: the Qwen family flattens temporal x p x p
+    x 3 values per patch; the SigLIP models keep whole crops' pixels (idefics2 and SmolVLM2 with a bool pixel mask)."""
     v = config.vision_config
-    if config.model_type in ("qwen2_5_vl", "qwen3_vl"):  # flattened 2 x p x p x 3 values per patch
+    if config.model_type in QWEN_TYPES:
         return patches * v.temporal_patch_size * v.patch_size**2 * 3 * 4
-    crop_pixels = v.image_size**2 * patches // (v.image_size // v.patch_size) ** 2  # whole crops, with the remainder
-    mask = crop_pixels if config.model_type == "smolvlm" else 0  # SmolVLM2's bool pixel_attention_mask
-    return crop_pixels * 3 * 4 + mask
+    if config.model_type in ("gemma3", "smolvlm"):
+        crop_pixels = v.image_size**2 * patches // (v.image_size // v.patch_size) ** 2  # whole crops
+        return crop_pixels * 3 * 4 + (crop_pixels if config.model_type == "smolvlm" else 0)
+    return patches * IDEFICS2_PATCH**2 * (3 * 4 + 1)  # idefics2: fp32 RGB + the bool pixel attention mask
