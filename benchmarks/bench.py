@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from helpers.models import swap_for
 from helpers.weights import load_config
 from helpers.tiny import TINY_MODELS, tiny_model_path
 
@@ -47,7 +48,7 @@ def load(hub_id: str, method: str, tiny: bool, workdir: Path, attn: str = "sdpa"
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
     tiny_path = tiny_model_path(TINY_MODELS[hub_id])
-    processor = AutoProcessor.from_pretrained(tiny_path, **({"do_image_splitting": False} if "idefics" in hub_id else {}))
+    processor = AutoProcessor.from_pretrained(tiny_path, **swap_for(hub_id).processor_kwargs)  # idefics2: no splitting
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16) if method == "qlora" else None
     path = tiny_path if tiny else workdir / f"random-{hub_id.replace('/', '--')}"
