@@ -27,7 +27,7 @@ DEFAULTS = dict(model_name_or_path="Qwen/Qwen2-VL-7B-Instruct", dtype="bfloat16"
                 importance_sampling_level="token", scale_rewards="group", reward_weights=[1.0, 0.5],
                 learning_rate=1e-5, lr_scheduler_type="constant_with_warmup", warmup_steps=0.05,
                 activation_checkpointing=True, bf16=True, logging_steps=1, save_strategy="steps", save_steps=20,
-                save_total_limit=2, report_to="trackio", project="vlm-cookbook")
+                save_total_limit=2, report_to="trackio", project="vlm-cookbook", seed=0)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The recipes a reader copies out of notebooks 03 and 04 (the code cells tagged `recipe`) stand on their own: they run
 in a fresh interpreter in tiny mode after the mode cell, with nothing from `helpers` but `resolve` (and the resume
 call `train_resumable`); the formatters they define are `helpers.data`'s, character for character in the syntax tree;
-and the scripts' defaults are their literal values."""
+and the scripts' defaults are their literal values (notebook 06's too, for scripts/grpo.py)."""
 
 from __future__ import annotations
 
@@ -207,15 +207,17 @@ def config_literals(cells: list[str], func: str) -> dict:
     return {k.arg: ast.literal_eval(k.value) for k in call.keywords if literal(k.value)}
 
 
-def settings(mode: str) -> dict:
-    """The upper-case settings the mode cell assigns before its `if TINY:` block: the Colab recipe's values."""
+def settings(mode: str, names: dict | None = None) -> dict:
+    """The upper-case settings the mode cell assigns before its `if TINY:` block: the Colab recipe's values (`names`:
+    what their expressions may read)."""
     values = {}
     for node in ast.parse(mode).body:
         if isinstance(node, ast.If):
             break
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper():
             try:
-                values[node.targets[0].id] = eval(compile(ast.Expression(node.value), "<mode>", "eval"), {})  # noqa: S307
+                expression = compile(ast.Expression(node.value), "<mode>", "eval")
+                values[node.targets[0].id] = eval(expression, dict(names or {}))  # noqa: S307
             except NameError:  # TINY = is_tiny(): not a setting
                 pass
     return values
@@ -231,8 +233,10 @@ def script_defaults(name: str, tmp_path: Path) -> tuple:
     (but the output folder, and use_cpu: bf16 on a CPU needs it)."""
     from trl import DPOConfig, ModelConfig, SFTConfig, get_peft_config
 
+    from trl import GRPOConfig
+
     module = load_script(name)
-    config = {"sft": SFTConfig, "dpo": DPOConfig}[name]
+    config = {"sft": SFTConfig, "dpo": DPOConfig, "grpo": GRPOConfig}[name]
     recipe, args, model_args = module.parse((module.RecipeArguments, config, ModelConfig), module.DEFAULTS,
                                             ["--output_dir", str(tmp_path), "--use_cpu", "true"])
     return recipe, args, model_args, get_peft_config(model_args)
@@ -303,13 +307,14 @@ def test_negative_control_a_changed_notebook_value_is_found(tmp_path):
 
 def tiny_mode_problems(nb: nbformat.NotebookNode) -> list[str]:
     """Code cells after the mode cell that read TINY, except one `if TINY:` check cell under a "## Tiny-mode check"
-    heading and the config cells' `replace(args, **TINY_ARGS)`."""
+    heading and the config cells' `replace(args, **TINY_ARGS)` (notebook 06: `GRPOConfig(**recipe | TINY_ARGS)`)."""
     problems, checks = [], 0
     for i, cell in enumerate(nb.cells[4:], start=4):
         if cell.cell_type != "code":
             continue
         names = {n.id for n in ast.walk(ast.parse(TransformerManager().transform_cell(
-            cell.source.replace("replace(args, **TINY_ARGS)", "replace(args)")))) if isinstance(n, ast.Name)}
+            cell.source.replace("replace(args, **TINY_ARGS)", "replace(args)")
+            .replace("**recipe | TINY_ARGS", "**recipe")))) if isinstance(n, ast.Name)}
         if not names & {"TINY", "TINY_ARGS"}:
             continue
         if cell.source.startswith("if TINY:") and nb.cells[i - 1].source.startswith("## Tiny-mode check"):
@@ -319,7 +324,7 @@ def tiny_mode_problems(nb: nbformat.NotebookNode) -> list[str]:
     return problems + ([f"{checks} tiny-mode check cells"] if checks > 1 else [])
 
 
-@pytest.mark.parametrize("name", ["01", "03", "04"])
+@pytest.mark.parametrize("name", ["01", "03", "04", "06"])
 def test_tiny_mode_changes_numbers_only_in_the_mode_cell(name):
     assert tiny_mode_problems(nbformat.read(next((ROOT / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)) == []
 
@@ -329,3 +334,78 @@ def test_negative_control_a_tiny_branch_in_a_config_cell_is_found():
     i = next(i for i, c in enumerate(nb.cells) if "SFTConfig(" in c.source)
     nb.cells[i].source = nb.cells[i].source.replace("learning_rate=2e-4", "learning_rate=1e-2 if TINY else 2e-4")
     assert tiny_mode_problems(nb) == [f"cell {i} reads tiny mode: from dataclasses import replace"]
+
+
+def test_negative_control_a_tiny_branch_in_notebook_06_s_config_is_found():
+    nb = nbformat.read(NOTEBOOK_06, as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if "GRPOConfig(" in c.source)
+    nb.cells[i].source = nb.cells[i].source.replace("learning_rate=1e-5", "learning_rate=2e-2 if TINY else 1e-5")
+    assert tiny_mode_problems(nb) == [f"cell {i} reads tiny mode: from trl import GRPOConfig, GRPOTrainer"]
+
+
+# Notebook 06 and scripts/grpo.py: the same recipe values -----------------------------------------------------------
+
+NOTEBOOK_06 = next((ROOT / "notebooks").glob("06_*.ipynb"))
+
+
+def assigned_call(cells: list[str], name: str) -> dict:
+    """The literal keyword arguments of the call assigned to `name` (`name = dict(...)`) in `cells`."""
+    (call,) = [n.value for cell in cells for n in ast.parse(cell).body if isinstance(n, ast.Assign)
+               and getattr(n.targets[0], "id", None) == name and isinstance(n.value, ast.Call)]
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if literal(k.value)}
+
+
+def reward_names(source: str) -> list[str]:
+    """The names in the `reward_funcs=[...]` of the GRPOTrainer call in `source`."""
+    (call,) = calls([source], "GRPOTrainer")
+    (rewards,) = [k.value for k in call.keywords if k.arg == "reward_funcs"]
+    return [ast.unparse(e) for e in rewards.elts]
+
+
+def grpo_mismatches(tmp_path: Path, cells: list[str] | None = None, mode: str | None = None) -> list[str]:
+    """Each recipe value of notebook 06 that scripts/grpo.py's defaults disagree with, as 'what: ours vs its'."""
+    from trl import GRPOConfig
+
+    from helpers.vision import CHARTQA_MAX_PIXELS
+
+    nb = nbformat.read(NOTEBOOK_06, as_version=4)
+    code = [TransformerManager().transform_cell(c.source) for c in nb.cells if c.cell_type == "code"]
+    cells, mode = cells or code[3:], mode or nb.cells[3].source  # code[3:]: from the mode cell on (cell 3)
+    recipe, args, model_args, lora = script_defaults("grpo", tmp_path)
+    literals = assigned_call(cells, "recipe")
+    ours = GRPOConfig(**literals | {"output_dir": str(tmp_path), "use_cpu": True})
+    keys = [k for k in literals if k != "output_dir"] + ["max_steps"]  # max_steps: the default, one epoch decides
+    pairs = [(f"GRPOConfig.{k}", getattr(ours, k), getattr(args, k)) for k in keys]
+    for k, value in assigned_call(cells, "LORA").items():
+        theirs = getattr(lora, k)
+        pairs.append((f"LoRA {k}", targets(value) if k == "target_modules" else value,
+                      targets(theirs) if k == "target_modules" else theirs))
+    dataset, model_id = hub_ids(cells)[:2]
+    pairs += [("model", model_id, model_args.model_name_or_path), ("data set", dataset, recipe.dataset_name)]
+    dtype = next(ast.unparse(k.value) for c in calls(cells, "from_pretrained") for k in c.keywords if k.arg == "dtype")
+    pairs += [("model dtype", dtype, f"torch.{model_args.dtype}"), ("4-bit", False, bool(model_args.load_in_4bit))]
+    pairs += [("rewards", reward_names("\n".join(cells)), reward_names((ROOT / "scripts" / "grpo.py").read_text()))]
+    values = settings(mode, {"CHARTQA_MAX_PIXELS": CHARTQA_MAX_PIXELS})
+    pairs += [("train split", values["TRAIN_SPLIT"], recipe.dataset_train_split),
+              ("image-token cap", values["MAX_PIXELS"], recipe.max_pixels)]
+    return [f"{what}: {a!r} vs {b!r}" for what, a, b in pairs if a != b]
+
+
+def test_grpo_script_defaults_are_notebook_06_s_recipe(tmp_path):
+    assert grpo_mismatches(tmp_path) == []
+
+
+def test_negative_control_a_changed_notebook_06_value_is_found(tmp_path):
+    nb = nbformat.read(NOTEBOOK_06, as_version=4)
+    cells = [TransformerManager().transform_cell(c.source) for c in nb.cells if c.cell_type == "code"][3:]
+    changed = [c.replace("beta=0.04", "beta=0.1").replace("num_generations=8,", "num_generations=4,")
+               .replace("lora_dropout=0.0", "lora_dropout=0.05").replace("[correctness_reward, format_reward]",
+                                                                       "[format_reward, correctness_reward]")
+               for c in cells]
+    assert changed != cells
+    mode = nb.cells[3].source.replace('"train[10%:12%]"', '"train[10%:14%]"')
+    found = grpo_mismatches(tmp_path, changed, mode)
+    assert found == ["GRPOConfig.num_generations: 4 vs 8", "GRPOConfig.beta: 0.1 vs 0.04",
+                     "LoRA lora_dropout: 0.05 vs 0.0",
+                     "rewards: ['format_reward', 'correctness_reward'] vs ['correctness_reward', 'format_reward']",
+                     "train split: 'train[10%:14%]' vs 'train[10%:12%]'"], found
