@@ -107,15 +107,19 @@ def assert_trains(processor, kind: str, formatted: Dataset) -> None:
             assert answer == row["completion"][0]["content"][0]["text"]
 
 
+def draw_text_field(data: st.DataObject, processors: dict) -> tuple:
+    """A processor, a row kind and one of that kind's text fields, drawn in that order."""
+    processor = processors[data.draw(st.sampled_from(sorted(processors)))]
+    kind = data.draw(st.sampled_from(sorted(REQUIRED)))
+    return processor, kind, data.draw(st.sampled_from(TEXT_FIELDS[kind]))
+
+
 # 1. control tokens of the model's own chat template in user text ----------------------------------------------------
 
 @FUZZ
 @given(data=st.data())
 def test_control_tokens_in_any_text_field_are_reported_with_row_and_field(data, processors):
-    name = data.draw(st.sampled_from(sorted(processors)))
-    processor = processors[name]
-    kind = data.draw(st.sampled_from(sorted(REQUIRED)))
-    field = data.draw(st.sampled_from(TEXT_FIELDS[kind]))
+    processor, kind, field = draw_text_field(data, processors)
     token = data.draw(st.sampled_from(model_tokens(processor)))
     text = data.draw(st.text(max_size=8)) + token + data.draw(st.text(max_size=8))
     rows = [good_row(kind, i) for i in range(3)]
@@ -136,10 +140,7 @@ near_misses = st.sampled_from(["<|image_pad|", "|image_pad|>", "< image>", "<ima
 @given(data=st.data())
 def test_text_without_control_tokens_is_kept_and_trains(data, processors):
     """No false positive: near misses and arbitrary text are kept, and the kept rows train as the template intends."""
-    name = data.draw(st.sampled_from(sorted(processors)))
-    processor = processors[name]
-    kind = data.draw(st.sampled_from(sorted(REQUIRED)))
-    field = data.draw(st.sampled_from(TEXT_FIELDS[kind]))
+    processor, kind, field = draw_text_field(data, processors)
     text = data.draw(st.one_of(st.text(min_size=1, max_size=30), near_misses.map(lambda s: f"a {s} b")))
     assume(text.strip() and not any(t in text for t in model_tokens(processor)))
     row = good_row(kind)
