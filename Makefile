@@ -14,14 +14,14 @@ $(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-cookbook: $(STAMP)  ## run every notebook offline in tiny mode; executed copies land in runs/executed/
-	COOKBOOK_TINY=1 $(PY) tools/run_cookbook.py
+cookbook: $(STAMP)  ## run every notebook offline in the tiny environment; executed copies land in runs/executed/
+	tools/tiny-env $(PY) tools/run_cookbook.py
 
 tables: $(STAMP)  ## copy the tiny times `make cookbook` measured into README.md and the notebooks' tables
 	$(PY) tools/fill_tables.py
 
-test: $(STAMP)  ## unit tests + every notebook through nbval (tiny mode, no network)
-	$(PY) -m pytest
+test: $(STAMP)  ## unit tests + every notebook through nbval, in the tiny environment (no network)
+	tools/tiny-env $(PY) -m pytest
 
 # GPU runner (no package index there): `make gpu-wheels` here, then carry .whl and run, there,
 #   bash tools/gpu_run.sh make test-gpu        (or any benchmark: see benchmarks/README.md)
@@ -39,7 +39,7 @@ test-latest: $(STAMP)
 	.venv-latest/bin/python -m pip install --quiet --upgrade trl transformers peft datasets
 	.venv-latest/bin/python -m pip install --quiet --no-deps -e .
 	.venv-latest/bin/python -m pip list 2>/dev/null | grep -iE '^(trl|transformers|peft|datasets) '
-	.venv-latest/bin/python -m pytest -p no:randomly -rfE || (echo "drift: see failures above (pinned: requirements.txt)"; exit 1)
+	TINY_ENV_PYTHON=.venv-latest/bin/python tools/tiny-env .venv-latest/bin/python -m pytest -p no:randomly -rfE || (echo "drift: see failures above (pinned: requirements.txt)"; exit 1)
 
 clean-notebooks: $(STAMP)  ## strip execution counts, metadata noise and unchecked outputs
 	$(PY) tools/clean_notebooks.py notebooks/*.ipynb

@@ -1,4 +1,6 @@
-"""Test session set-up: tiny mode for notebooks, offline hub clients, and no network at all."""
+"""Test session set-up: the suite runs inside the tiny environment (`make test` = `tools/tiny-env python -m pytest`),
+which serves the hub ids offline, applies the smaller numbers, blocks the network and fixes bitsandbytes on the CPU, for
+this process, for the notebook kernels nbval starts and for every subprocess."""
 
 from __future__ import annotations
 
@@ -6,20 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent / "tests"
-sys.path.insert(0, str(TESTS))
-import bnb_cpu  # noqa: E402
-import netguard  # noqa: E402
+import pytest
 
-# Inherited by the notebook kernels nbval starts: tiny mode, offline, headless plots, the kernel-side net guard.
-os.environ["COOKBOOK_TINY"] = "1"
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ["MPLBACKEND"] = "Agg"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["IPYTHONDIR"] = str(TESTS / "ipython")
-netguard.install()
-bnb_cpu.install()  # bitsandbytes' AVX512-BF16 CPU repack is never undone before training (tests/bnb_cpu.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
+
+
+def pytest_configure(config):
+    """Refuse to run outside the tiny environment: the hub ids would go to the network."""
+    if "TINY_ENV_HOME" not in os.environ:
+        raise pytest.UsageError("run the tests inside the tiny environment: `make test`, or "
+                                "`tools/tiny-env .venv/bin/python -m pytest ...`")
 
 
 def pytest_collection_modifyitems(items):

@@ -15,7 +15,6 @@ import torch
 
 from helpers.models import swap_for
 from helpers.weights import load_config
-from helpers.tiny import TINY_MODELS, tiny_model_path
 
 TOKEN_FIELDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id", "bos_token_id",
                 "eos_token_id", "pad_token_id")
@@ -44,21 +43,21 @@ def rows(n: int, size: tuple[int, int], dpo: bool) -> list[dict]:
 
 def load(hub_id: str, method: str, tiny: bool, workdir: Path, attn: str = "sdpa") -> tuple[Any, Any, Any]:
     """(model, processor, config): the tiny checkpoint, or the real config with random weights (4-bit: saved once
-    under `workdir` and reloaded quantized); token ids follow the tiny tokenizer, which the processor uses."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
+    under `workdir` and reloaded quantized); token ids follow the tiny tokenizer, which the processor uses.
+    Run inside tools/tiny-env, where `hub_id` loads the tiny checkpoint (offline, also on the GPU runner)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
-    tiny_path = tiny_model_path(TINY_MODELS[hub_id])
-    processor = AutoProcessor.from_pretrained(tiny_path, **swap_for(hub_id).processor_kwargs)  # idefics2: no splitting
+    processor = AutoProcessor.from_pretrained(hub_id, **swap_for(hub_id).processor_kwargs)  # idefics2: no splitting
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16) if method == "qlora" else None
-    path = tiny_path if tiny else workdir / f"random-{hub_id.replace('/', '--')}"
+    path = hub_id if tiny else workdir / f"random-{hub_id.replace('/', '--')}"
     if not tiny:
-        config, tiny_config = load_config(hub_id), load_config(tiny_path / "config.json")
+        config, tiny_config = load_config(hub_id), AutoConfig.from_pretrained(hub_id)
         for cfg, src in ((config, tiny_config), (config.get_text_config(), tiny_config.get_text_config())):
             for field in TOKEN_FIELDS:
                 if hasattr(src, field):
                     setattr(cfg, field, getattr(src, field))
-        if quant is None or not path.exists():
+        if quant is None or not Path(path).exists():
             with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
                 model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16, attn_implementation=attn)
             if quant is None:

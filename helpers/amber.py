@@ -19,10 +19,8 @@ from datasets import Dataset
 from datasets import Image as ImageFeature
 
 from helpers.metrics import yes_no_metrics
-from helpers.tiny import DATA_DIR
 
 YES_NO_INSTRUCTION = "Answer yes or no."
-SAMPLE_DIR = DATA_DIR / "amber"  # the AMBER-style sample shipped with the cookbook (see data_samples/README.md)
 AMBER_COMMIT = "5e1fd52f8ea69150c70f0ba15de70af3a907a1fd"  # the commit that published AMBER's data files
 AMBER_RAW = f"https://raw.githubusercontent.com/junyangwang0410/AMBER/{AMBER_COMMIT}/data"
 AMBER_FILES = {"query_discriminative.json": "query/query_discriminative.json", "annotations.json": "annotations.json"}
@@ -64,7 +62,7 @@ def _image_path(root: Path, name: str) -> str:
     return str(path)
 
 
-def load_amber(root: str | Path = SAMPLE_DIR, limit: int | None = None,
+def load_amber(root: str | Path, limit: int | None = None,
                per_dimension: int | None = None) -> Dataset:
     """AMBER's `query_discriminative.json` joined with `annotations.json` (truth, type, dimension); images from
     `root/images/`. `per_dimension` keeps the first N queries of existence, attribute and relation each (a subset

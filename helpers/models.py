@@ -96,7 +96,7 @@ def recipe_lines(hub_id: str) -> str:
     """The lines of notebooks 03/04 that a swap to `hub_id` changes, as code to copy."""
     swap = MODELS[hub_id]
     targets = f'r"{swap.lora_targets}"' if isinstance(swap.lora_targets, str) else repr(swap.lora_targets)
-    lines = [f'model_id = resolve("{hub_id}")', f"processor = AutoProcessor.from_pretrained(model_id{swap.kwargs_text})",
+    lines = [f'model_id = "{hub_id}"', f"processor = AutoProcessor.from_pretrained(model_id{swap.kwargs_text})",
              swap.image_budget, swap.template_line, f"target_modules = {targets}  # LoraConfig(..., target_modules=target_modules)",
              f"dtype = torch.{swap.dtype}  # AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, ...)"]
     return "\n".join(line for line in lines if line)

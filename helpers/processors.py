@@ -7,7 +7,6 @@ from typing import Any
 from transformers import AutoProcessor
 
 from helpers.models import swap_for
-from helpers.tiny import resolve
 from helpers.vision import CHARTQA_MAX_PIXELS, QWEN2VL_FACTOR, QWEN2VL_MIN_PIXELS
 
 SENTINEL = "\x00ANSWER\x00"
@@ -51,7 +50,7 @@ def end_of_turn_id(processor: Any) -> int | None:
 def load_processor(hub_id: str, max_pixels: int = CHARTQA_MAX_PIXELS) -> Any:
     """The recipes' processor for `hub_id` as `helpers.models.MODELS` sets it: image budget, BOS in the template."""
     swap = swap_for(hub_id)
-    processor = AutoProcessor.from_pretrained(resolve(hub_id), **swap.processor_kwargs)
+    processor = AutoProcessor.from_pretrained(hub_id, **swap.processor_kwargs)
     if swap.family != "qwen":
         for key, value in swap.settings.items():  # the row's `image_budget` line (SmolVLM2: its hub splitting, kept)
             setattr(processor.image_processor, key, value)

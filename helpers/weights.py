@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConfig
 
-from helpers.paths import CONFIG_DIR
 
 GIB = 2**30
 # The real hub configs ship in data_samples/configs, so budgets are the same offline and on Colab.

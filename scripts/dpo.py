@@ -3,7 +3,7 @@
     accelerate launch --config_file configs/multi_gpu.yaml scripts/dpo.py --output_dir runs/dpo \
         --per_device_train_batch_size 2 --gradient_accumulation_steps 32 --bf16 --gradient_checkpointing \
         --use_peft --lora_target_modules all-linear
-COOKBOOK_TINY=1 runs it offline on the tiny model and data samples.
+`tools/tiny-env accelerate launch ...` runs it offline on tiny stand-ins of the model and data set.
 """
 
 from __future__ import annotations

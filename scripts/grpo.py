@@ -2,7 +2,7 @@
 
     accelerate launch --config_file configs/single_gpu.yaml scripts/grpo.py --sft_adapter runs/sft/adapter \
         --output_dir runs/grpo
-COOKBOOK_TINY=1 runs it offline on the tiny model and data samples.
+`tools/tiny-env accelerate launch ...` runs it offline on tiny stand-ins of the model and data set.
 """
 
 from __future__ import annotations

@@ -12,12 +12,11 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from helpers.data import FORMATTERS, describe_bad_rows, format_dataset
-from helpers.tiny import resolve
 from helpers.vision import QWEN2VL_MIN_PIXELS
 
 
 def load_model(model_args: Any) -> Any:
-    """The model for TRL's `ModelConfig` (hub id resolved in tiny mode), 4-bit when asked."""
+    """The model for TRL's `ModelConfig`, 4-bit when asked."""
     from accelerate import PartialState
     from trl import get_quantization_config
 
@@ -25,7 +24,7 @@ def load_model(model_args: Any) -> Any:
     quantization = get_quantization_config(model_args)
     on_gpu = quantization is not None and torch.cuda.is_available()  # 4-bit weights load straight onto this rank's GPU
     return AutoModelForImageTextToText.from_pretrained(
-        resolve(model_args.model_name_or_path), dtype=dtype, attn_implementation=model_args.attn_implementation,
+        model_args.model_name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation,
         quantization_config=quantization, device_map={"": PartialState().local_process_index} if on_gpu else None)
 
 
@@ -94,11 +93,11 @@ def keep_token_off_disk(args: Any) -> None:
 
 
 def load_splits(name: str, splits: list[str]) -> list[Any]:
-    """The `splits` of a hub data set (resolved in tiny mode) or a local folder of data files; one line on failure."""
+    """The `splits` of a hub data set or a local folder of data files; one line on failure."""
     from datasets import load_dataset
 
     try:
-        return load_dataset(name if os.path.exists(name) else resolve(name), split=splits)
+        return load_dataset(name, split=splits)
     except Exception as err:  # not found, offline, unknown split, bad slice: the CLI's boundary
         fail(f"cannot load --dataset_name {name!r} with splits {splits}: {err}")
 

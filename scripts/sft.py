@@ -1,7 +1,7 @@
 """QLoRA/LoRA SFT of a VLM on ChartQA (notebook 03) as a command-line recipe for `accelerate launch`.
 
     accelerate launch --config_file configs/multi_gpu.yaml scripts/sft.py --output_dir runs/sft
-COOKBOOK_TINY=1 runs it offline on the tiny model and data samples.
+`tools/tiny-env accelerate launch ...` runs it offline on tiny stand-ins of the model and data set.
 """
 
 from __future__ import annotations

@@ -7,23 +7,23 @@ import zipfile
 
 import pytest
 
-from helpers.amber import (DIMENSIONS, SAMPLE_DIR, YES_NO_INSTRUCTION, amber_scores, fetch_amber, load_amber,
+from helpers.amber import (DIMENSIONS, YES_NO_INSTRUCTION, amber_scores, fetch_amber, load_amber,
                            yes_no_prompt)
 from helpers.metrics import yes_no_metrics
-from helpers.tiny import tiny_run_dir
+from tinyenv.hub import AMBER_SAMPLE
 
 
 def test_sample_joins_queries_with_truths():
-    amber = load_amber()
+    amber = load_amber(AMBER_SAMPLE)
     assert len(amber) == 70 and set(amber["truth"]) == {"yes", "no"}
     assert amber[0]["id"] == 1005 and amber[0]["image"].size[0] > 0
-    assert len(load_amber(limit=5)) == 5
+    assert len(load_amber(AMBER_SAMPLE, limit=5)) == 5
 
 
 def test_sample_types_are_ambers_own():
-    types = {a["type"] for a in json.loads((SAMPLE_DIR / "annotations.json").read_text())}
+    types = {a["type"] for a in json.loads((AMBER_SAMPLE / "annotations.json").read_text())}
     assert types <= set(DIMENSIONS) and {"discriminative-hallucination", "discriminative-relation", "relation"} <= types
-    amber = load_amber()
+    amber = load_amber(AMBER_SAMPLE)
     assert set(amber["dimension"]) == {"existence", "attribute", "relation"}
     # AMBER labels its relation queries whose truth is "no" `relation`, the others `discriminative-relation`
     assert all((t == "relation") == (truth == "no") for t, truth in zip(amber["type"], amber["truth"])
@@ -31,7 +31,7 @@ def test_sample_types_are_ambers_own():
 
 
 def test_per_dimension_subset_keeps_every_dimension():
-    sub = load_amber(per_dimension=3)
+    sub = load_amber(AMBER_SAMPLE, per_dimension=3)
     assert len(sub) == 9 and sorted(sub["dimension"]) == ["attribute"] * 3 + ["existence"] * 3 + ["relation"] * 3
 
 
@@ -51,7 +51,7 @@ def test_load_amber_refuses_an_image_outside_its_folder(tmp_path, name):
 
 def test_load_amber_negative_control_a_plain_name_loads(tmp_path):
     root = _amber_copy(tmp_path, "AMBER_1.png")
-    (root / "images" / "AMBER_1.png").write_bytes((SAMPLE_DIR / "images" / "AMBER_1.png").read_bytes())
+    (root / "images" / "AMBER_1.png").write_bytes((AMBER_SAMPLE / "images" / "AMBER_1.png").read_bytes())
     assert load_amber(root)[0]["image"].size[0] > 0
 
 
@@ -72,29 +72,22 @@ def test_amber_scores_per_dimension_as_ambers_inference():
 def test_fetch_amber_lays_out_what_load_amber_reads(tmp_path):
     remote = tmp_path / "remote"
     (remote / "query").mkdir(parents=True)
-    (remote / "query" / "query_discriminative.json").write_text((SAMPLE_DIR / "query_discriminative.json").read_text())
-    (remote / "annotations.json").write_text((SAMPLE_DIR / "annotations.json").read_text())
+    (remote / "query" / "query_discriminative.json").write_text((AMBER_SAMPLE / "query_discriminative.json").read_text())
+    (remote / "annotations.json").write_text((AMBER_SAMPLE / "annotations.json").read_text())
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as z:
-        for image in sorted((SAMPLE_DIR / "images").iterdir()):
+        for image in sorted((AMBER_SAMPLE / "images").iterdir()):
             z.write(image, f"AMBER/image/{image.name}")  # nested, as a zip of a folder is
         z.writestr("../../outside/AMBER_99.png", b"x")  # a hostile path: only its bare name is used
         z.writestr("__MACOSX/notes.txt", b"x")
     root = fetch_amber(tmp_path / "AMBER", archive, base_url=remote.as_uri())
     assert sorted(p.name for p in (root / "images").iterdir()) == sorted(
-        [p.name for p in (SAMPLE_DIR / "images").iterdir()] + ["AMBER_99.png"])
+        [p.name for p in (AMBER_SAMPLE / "images").iterdir()] + ["AMBER_99.png"])
     assert not (tmp_path / "outside").exists()
-    assert len(load_amber(root)) == len(load_amber())
+    assert len(load_amber(root)) == len(load_amber(AMBER_SAMPLE))
 
 
 def test_yes_no_prompt_is_one_image_user_turn():
     (turn,) = yes_no_prompt("Is there a cat in this image?")
     assert turn["role"] == "user" and turn["content"][0] == {"type": "image"}
     assert turn["content"][1]["text"] == f"Is there a cat in this image? {YES_NO_INSTRUCTION}"
-
-
-def test_tiny_run_dir_is_emptied(tmp_path, monkeypatch):
-    monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path))
-    first = tiny_run_dir("x")
-    (tmp_path / "runs" / "x" / "stale").write_text("old checkpoint")
-    assert tiny_run_dir("x") == first and not any((tmp_path / "runs" / "x").iterdir())

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers.tiny import REPO_ROOT
+from tinyenv.hub import REPO_ROOT
 
 
 def bench(script: str, *args: str) -> str:

@@ -12,7 +12,6 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.data import format_dataset
-from helpers.tiny import resolve
 
 SFT_LORA = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
 DPO_LORA = LoraConfig(r=8, lora_alpha=8, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -47,7 +46,7 @@ def test_a_deprecated_argument_does_warn(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_qwen():
     """The tiny Qwen2-VL and its processor."""
-    model_id = resolve("Qwen/Qwen2-VL-7B-Instruct")
+    model_id = "Qwen/Qwen2-VL-7B-Instruct"
     return AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.float32), AutoProcessor.from_pretrained(model_id)
 
 
@@ -55,7 +54,7 @@ def test_sft_trainer_refuses_a_peft_model_with_a_peft_config(tiny_qwen, tmp_path
     model, processor = tiny_qwen
     from datasets import load_dataset
 
-    rows, _ = format_dataset(load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:2]"), "chartqa")
+    rows, _ = format_dataset(load_dataset("HuggingFaceM4/ChartQA", split="train[:2]"), "chartqa")
     args = SFTConfig(output_dir=str(tmp_path), max_length=None, report_to="none", use_cpu=True)
     peft_model = get_peft_model(copy.deepcopy(model), copy.deepcopy(SFT_LORA))
     with pytest.raises(ValueError, match="PeftModel"):
@@ -71,7 +70,7 @@ def test_dpo_disable_dropout_zeroes_lora_dropout(tiny_qwen, tmp_path, disable_dr
     model, processor = tiny_qwen
     from datasets import load_dataset
 
-    pairs, _ = format_dataset(load_dataset(resolve("openbmb/RLAIF-V-Dataset"), split="train[:2]"), "rlaif_v")
+    pairs, _ = format_dataset(load_dataset("openbmb/RLAIF-V-Dataset", split="train[:2]"), "rlaif_v")
     args = DPOConfig(output_dir=str(tmp_path), max_length=None, report_to="none", use_cpu=True,
                      disable_dropout=disable_dropout)
     trainer = DPOTrainer(model=copy.deepcopy(model), ref_model=None, args=args, train_dataset=pairs,
@@ -86,11 +85,11 @@ def test_trl_keeps_qlora_adapters_in_bf16(tmp_path, quantized, dtype):
     from datasets import load_dataset
     from transformers import BitsAndBytesConfig
 
-    model_id = resolve("Qwen/Qwen2-VL-7B-Instruct")
+    model_id = "Qwen/Qwen2-VL-7B-Instruct"
     nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.bfloat16) if quantized else None
     model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.bfloat16, quantization_config=nf4)
-    rows, _ = format_dataset(load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:2]"), "chartqa")
+    rows, _ = format_dataset(load_dataset("HuggingFaceM4/ChartQA", split="train[:2]"), "chartqa")
     trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=str(tmp_path), max_length=None, report_to="none",
                                                      use_cpu=True, bf16=True),
                          train_dataset=rows, processing_class=AutoProcessor.from_pretrained(model_id),

@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from transformers import AutoProcessor
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from helpers import tiny
+from tinyenv import hub as tiny
 from helpers.data import (CHARTQA_SYSTEM, check_columns, find_bad_rows, format_chartqa, format_dataset,
                           format_product_description, format_rlaif_v, prepare_row, validate)
 
@@ -117,9 +117,9 @@ def test_prepared_rows_either_format_to_valid_rows_or_raise_value_error(image, a
 
 
 def test_trl_collator_supervises_only_the_answer():
-    data = load_dataset(tiny.resolve("HuggingFaceM4/ChartQA"), split="train").select(range(4))
+    data = load_dataset("HuggingFaceM4/ChartQA", split="train").select(range(4))
     formatted, _ = format_dataset(data, "chartqa")
-    processor = AutoProcessor.from_pretrained(tiny.resolve("Qwen/Qwen2-VL-7B-Instruct"),
+    processor = AutoProcessor.from_pretrained("Qwen/Qwen2-VL-7B-Instruct",
                                               size={"shortest_edge": 3136, "longest_edge": 128 * 784})
     batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)(list(formatted))
     for ids, labels, row in zip(batch["input_ids"], batch["labels"], formatted):
@@ -142,9 +142,7 @@ def test_kept_source_columns_stay_aligned_with_the_rows_that_survive():
     """`keep=("label",)` carries each row's own gold labels through validation; a dropped row takes its labels along."""
     from datasets import load_dataset
 
-    from helpers.tiny import resolve
-
-    raw = load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:6]")
+    raw = load_dataset("HuggingFaceM4/ChartQA", split="train[:6]")
     raw = raw.map(lambda row, i: {"query": "" if i == 2 else row["query"]}, with_indices=True)  # row 2 is unusable
     formatted, bad = format_dataset(raw, "chartqa", keep=("label",))
     assert [i for i, _ in bad] == [2]

@@ -12,11 +12,13 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
-from helpers import tiny, tiny_build
+from tinyenv import build as tiny_build
+from tinyenv import hub as tiny
 from helpers.amber import load_amber, yes_no_prompt
 from helpers.generation import batch_inputs, generate_ids, greedy_config
 from helpers.processors import cap_image_tokens, load_processor
 from helpers.vision import CHARTQA_MAX_PIXELS, qwen2vl_image_tokens
+from tinyenv.hub import AMBER_SAMPLE
 
 QWEN, IDEFICS = "Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"
 KINDS = {QWEN: "qwen2_vl", IDEFICS: "idefics2"}
@@ -61,7 +63,7 @@ def hub_differences(checkpoint: Path, kind: str) -> list[str]:
 
 @pytest.mark.parametrize("hub_id", [QWEN, IDEFICS])
 def test_tiny_checkpoint_is_the_hub_files_with_sizes_shrunk(hub_id):
-    checkpoint = Path(tiny.resolve(hub_id))
+    checkpoint = Path(tiny.snapshot(hub_id))
     assert hub_differences(checkpoint, KINDS[hub_id]) == []
     weights = json.loads(tiny_build.hub_file(tiny_build.SPECS[KINDS[hub_id]]["files"]["config.json"]))["torch_dtype"]
     model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype="auto")
@@ -72,7 +74,7 @@ def test_tiny_checkpoint_is_the_hub_files_with_sizes_shrunk(hub_id):
 def test_the_file_comparison_catches_a_changed_file(tmp_path, tamper):
     """Negative control: the comparison fails on the kinds of drift it guards against."""
     checkpoint = tmp_path / "tiny"
-    shutil.copytree(tiny.resolve(QWEN), checkpoint)
+    shutil.copytree(tiny.snapshot(QWEN), checkpoint)
     edit = {"layout": ("preprocessor_config.json", lambda c: {k: v for k, v in c.items() if "pixels" not in k}
                        | {"size": {"shortest_edge": 3136, "longest_edge": 12845056}}),
             "flag": ("tokenizer_config.json", lambda c: c | {"padding_side": "right"}),
@@ -86,7 +88,7 @@ def test_the_file_comparison_catches_a_changed_file(tmp_path, tamper):
 def test_the_transformers_5_layout_would_have_failed_it(tmp_path):
     """Negative control: the layout the previous tiny checkpoint had (one processor_config.json) is caught."""
     checkpoint = tmp_path / "tiny"
-    shutil.copytree(tiny.resolve(QWEN), checkpoint)
+    shutil.copytree(tiny.snapshot(QWEN), checkpoint)
     AutoProcessor.from_pretrained(checkpoint).save_pretrained(checkpoint)  # what the old builder wrote
     (checkpoint / "preprocessor_config.json").unlink(missing_ok=True)
     assert "preprocessor_config.json: missing" in hub_differences(checkpoint, "qwen2_vl")
@@ -100,7 +102,7 @@ def tokens_of(processor, width: int, height: int) -> int:
 
 @pytest.mark.parametrize("size", [(1920, 1080), (400, 300), (800, 600), (3000, 2000), (850, 557), (28, 2000)])
 def test_the_cap_takes_effect_with_the_hubs_processor_file(size):
-    processor = cap_image_tokens(AutoProcessor.from_pretrained(tiny.resolve(QWEN)))  # as notebooks 01/03/05 load it
+    processor = cap_image_tokens(AutoProcessor.from_pretrained(QWEN))  # as notebooks 01/03/05 load it
     w, h = size
     expected = qwen2vl_image_tokens(h, w, max_pixels=CHARTQA_MAX_PIXELS)
     assert tokens_of(processor, w, h) == expected
@@ -110,13 +112,13 @@ def test_the_cap_takes_effect_with_the_hubs_processor_file(size):
 def test_a_size_argument_is_ignored_with_the_hubs_processor_file():
     """Negative control (and an upstream bug to watch): the form the cookbook used before does nothing here."""
     size = {"shortest_edge": 3136, "longest_edge": CHARTQA_MAX_PIXELS}
-    processor = AutoProcessor.from_pretrained(tiny.resolve(QWEN), size=size)
+    processor = AutoProcessor.from_pretrained(QWEN, size=size)
     assert tokens_of(processor, 3000, 2000) == qwen2vl_image_tokens(2000, 3000) == 7597
 
 
 @pytest.mark.parametrize("split, tokens", [(False, 64), (True, 320)])
 def test_idefics2_image_tokens_on_the_hub_layout(split, tokens):
-    processor = AutoProcessor.from_pretrained(tiny.resolve(IDEFICS), do_image_splitting=split)
+    processor = AutoProcessor.from_pretrained(IDEFICS, do_image_splitting=split)
     out = processor(text=["User:<image>What is shown?<end_of_utterance>\n"], images=[[Image.new("RGB", (800, 600))]])
     assert out["input_ids"][0].count(processor.image_token_id) == tokens
 
@@ -124,8 +126,8 @@ def test_idefics2_image_tokens_on_the_hub_layout(split, tokens):
 @pytest.fixture(scope="module", params=[QWEN, IDEFICS])
 def loaded(request):
     processor = load_processor(request.param, max_pixels=64 * 28 * 28)
-    model = AutoModelForImageTextToText.from_pretrained(tiny.resolve(request.param), dtype=torch.float32).eval()
-    amber = load_amber(limit=3)
+    model = AutoModelForImageTextToText.from_pretrained(request.param, dtype=torch.float32).eval()
+    amber = load_amber(AMBER_SAMPLE, limit=3)
     images = [[image.resize((224, 168))] for image in amber["image"]]  # small: the oracle reruns the vision tower
     return model, processor, [yes_no_prompt(q) for q in amber["query"]], images
 
@@ -175,7 +177,7 @@ def test_generation_is_greedy_whatever_the_hub_generation_config_says(loaded, mo
 def test_what_the_hub_generation_config_passes_to_greedy_decoding(hub_id):
     """Every field of the real generation_config.json that reaches `generate` is a stop/pad/bos id, the forbidden
     image placeholders, a sampling knob that greedy decoding ignores, or one of ours."""
-    model = AutoModelForImageTextToText.from_pretrained(tiny.resolve(hub_id))
+    model = AutoModelForImageTextToText.from_pretrained(hub_id)
     ours = greedy_config(model, load_processor(hub_id), 16)
     reached = model._prepare_generation_config(ours)[0].to_diff_dict()
     defaults = model.generation_config._get_default_generation_params()
@@ -215,7 +217,7 @@ def test_training_and_generation_start_the_sequence_alike(loaded):
 
 def test_without_the_bos_line_idefics2_trains_without_bos():
     """Negative control: with the hub template as shipped, TRL's prompt lacks the <s> the tokenizer adds in generation."""
-    processor = AutoProcessor.from_pretrained(tiny.resolve(IDEFICS), do_image_splitting=False)
+    processor = AutoProcessor.from_pretrained(IDEFICS, do_image_splitting=False)
     text = processor.apply_chat_template(yes_no_prompt("Is there a car?"), tokenize=False, add_generation_prompt=True)
     assert processor.tokenizer(text, add_special_tokens=False).input_ids[0] != processor.tokenizer.bos_token_id
     assert processor.tokenizer(text).input_ids[0] == processor.tokenizer.bos_token_id

@@ -9,7 +9,6 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from helpers.tiny import resolve
 from helpers.training import drop_input_grad_hooks
 from helpers.vision import image_tokens
 
@@ -22,7 +21,7 @@ QWEN, IDEFICS2 = "Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"
                                              (IDEFICS2, ["q_proj", "v_proj"]), (IDEFICS2, "all-linear")])
 def test_training_flops_equal_the_flop_counter(hub_id, targets):
     """Forward and backward, frozen vision tower or adapted, two images and two prompt lengths (padding included)."""
-    path = resolve(hub_id)
+    path = hub_id
     processor = AutoProcessor.from_pretrained(path, **({"do_image_splitting": False} if hub_id == IDEFICS2 else {}))
     # eager attention: the FLOP counter sees its matmuls (it has no formula for the CPU SDPA kernel)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
@@ -64,7 +63,7 @@ def test_mfu_uses_the_device_peak():
 def test_dropping_the_input_grad_hook_keeps_gradients_and_skips_the_vision_backward():
     """What the benchmarks' '24gb' recipe does: with non-reentrant checkpointing, TRL's enable_input_require_grads hook
     only adds a backward through the frozen vision tower; without it the LoRA gradients are the same."""
-    path = resolve(QWEN)
+    path = QWEN
     processor = AutoProcessor.from_pretrained(path)
     text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}],
                                          add_generation_prompt=True)

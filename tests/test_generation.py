@@ -15,8 +15,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from helpers import generation
 from helpers.amber import load_amber, yes_no_prompt
 from helpers.generation import batch_inputs, generate_ids
-from helpers.tiny import resolve
 from helpers.processors import load_processor
+from tinyenv.hub import AMBER_SAMPLE
 
 MODELS = ["Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"]
 QUESTIONS = ["Is there a tree in this image?", "Describe everything you can see in this picture, one object at a time.",
@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module", params=MODELS)
 def setup(request):
     processor = load_processor(request.param, max_pixels=256 * 28 * 28)  # what the scripts and notebooks load
-    model_id = resolve(request.param)
+    model_id = request.param
     model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.float32)
-    images = load_amber(limit=4)["image"]
+    images = load_amber(AMBER_SAMPLE, limit=4)["image"]
     prompts = [yes_no_prompt(q) for q in QUESTIONS]
     batch_images = [[image.resize(size)] for image, size in zip(images, SIZES)]
     return model, processor, prompts, batch_images

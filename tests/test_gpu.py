@@ -36,14 +36,13 @@ def test_tiny_qlora_trains_on_the_gpu(tmp_path):
     from trl import SFTConfig, SFTTrainer
 
     from helpers.data import format_dataset
-    from helpers.tiny import resolve
 
-    model_id = resolve("Qwen/Qwen2-VL-7B-Instruct")
+    model_id = "Qwen/Qwen2-VL-7B-Instruct"
     nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=torch.bfloat16)
     model = AutoModelForImageTextToText.from_pretrained(model_id, quantization_config=nf4, dtype=torch.bfloat16,
                                                         device_map="auto")
-    train = format_dataset(load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:4]"), "chartqa")[0]
+    train = format_dataset(load_dataset("HuggingFaceM4/ChartQA", split="train[:4]"), "chartqa")[0]
     args = SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, bf16=True,
                      max_length=None, report_to="none", save_strategy="no", logging_steps=1)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=AutoProcessor.from_pretrained(

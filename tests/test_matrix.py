@@ -15,12 +15,14 @@ from peft import LoraConfig
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-from helpers import tiny, tiny_build
+from tinyenv import build as tiny_build
+from tinyenv import hub as tiny
 from helpers.amber import load_amber, yes_no_prompt
 from helpers.data import format_dataset
 from helpers.generation import generate_ids
 from helpers.models import MODELS, recipe_lines
 from helpers.processors import end_of_turn_id, load_processor
+from tinyenv.hub import AMBER_SAMPLE
 from test_fidelity import hub_differences
 
 TINY_PIXELS = 64 * 28 * 28  # notebook 03's tiny-mode cap: a few dozen Qwen image tokens, so CPU steps stay cheap
@@ -42,12 +44,12 @@ def loaded(request):
 
 def fresh(hub_id: str):
     """The fp32 tiny model, loaded anew (a trainer's LoRA would otherwise stay in a shared one)."""
-    return AutoModelForImageTextToText.from_pretrained(tiny.resolve(hub_id), dtype=torch.float32)
+    return AutoModelForImageTextToText.from_pretrained(hub_id, dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
 def chartqa():
-    data = load_dataset(tiny.resolve("HuggingFaceM4/ChartQA"), split="train").select(range(2))
+    data = load_dataset("HuggingFaceM4/ChartQA", split="train").select(range(2))
     return format_dataset(data, "chartqa")[0]
 
 
@@ -100,7 +102,7 @@ def test_stand_ins_carry_the_chat_templates_trl_knows_as_the_hubs():
               for name in set(TRL_TEMPLATES.values())}
     for hub_id in MODELS:
         kind = tiny.TINY_MODELS[hub_id]
-        template = AutoProcessor.from_pretrained(tiny.resolve(hub_id)).chat_template
+        template = AutoProcessor.from_pretrained(hub_id).chat_template
         expected = [TRL_TEMPLATES[kind]] if kind in TRL_TEMPLATES else []  # idefics2's matches none of them
         assert [name for name, text in stored.items() if text == template] == expected, hub_id
 
@@ -137,7 +139,7 @@ def test_the_masking_check_fails_when_the_prompt_or_the_end_of_turn_is_off(loade
 def test_dpo_steps_raise_the_margin(loaded, tmp_path):
     """Two DPO steps on one RLAIF-V pair: the first logs margin 0 (LoRA starts as the reference), the second more."""
     hub_id, processor = loaded
-    raw = load_dataset(tiny.resolve("openbmb/RLAIF-V-Dataset"), split="train").select(range(1))
+    raw = load_dataset("openbmb/RLAIF-V-Dataset", split="train").select(range(1))
     pairs, _ = format_dataset(raw, "rlaif_v")
     args = DPOConfig(output_dir=str(tmp_path), max_steps=2, learning_rate=2e-2, beta=0.1,
                      **COMMON | {"per_device_train_batch_size": 1})
@@ -153,7 +155,7 @@ def test_dpo_steps_raise_the_margin(loaded, tmp_path):
 def test_batched_generation_equals_one_by_one(loaded):
     hub_id, processor = loaded
     model = fresh(hub_id)
-    images = load_amber(limit=3)["image"]
+    images = load_amber(AMBER_SAMPLE, limit=3)["image"]
     prompts = [yes_no_prompt(q) for q in ["Is there a tree?", "Describe every object you can see, one by one.",
                                           "Is the car green?"]]
     batch_images = [[im.resize(size)] for im, size in zip(images, [(224, 168), (448, 336), (300, 500)])]

@@ -14,7 +14,7 @@ from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 from helpers.budget import CUDA_CONTEXT, LAYER_ACTIVATIONS, estimate_training_memory, largest_batch, layer_cost
 from helpers.weights import CONFIG_DIR, GIB, format_trainable, load_config, model_bytes, nf4_bytes, parameter_counts, \
     weight_bytes
-from helpers.tiny import REPO_ROOT, tiny_model_path
+from tinyenv.hub import REPO_ROOT, tiny_model_path
 
 QWEN7, QWEN2, IDEFICS = "Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-2B-Instruct", "HuggingFaceM4/idefics2-8b"
 QV = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])

@@ -14,7 +14,7 @@ from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 from helpers.amber import load_amber, yes_no_prompt
 from helpers.generation import batch_inputs
 from helpers.processors import load_processor
-from helpers.tiny import resolve
+from tinyenv.hub import AMBER_SAMPLE
 
 QWEN = "Qwen/Qwen2-VL-7B-Instruct"
 NF4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -23,7 +23,7 @@ NF4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_
 
 def load_4bit(packed: bool) -> torch.nn.Module:
     """The tiny Qwen2-VL in 4-bit as notebook 03 loads it, on the AVX512-BF16 path or forced onto the plain one."""
-    model = AutoModelForImageTextToText.from_pretrained(resolve(QWEN), quantization_config=NF4, dtype=torch.bfloat16)
+    model = AutoModelForImageTextToText.from_pretrained(QWEN, quantization_config=NF4, dtype=torch.bfloat16)
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = packed
@@ -55,7 +55,7 @@ def test_a_32_wide_layer_cannot():
 @pytest.fixture(scope="module")
 def prompt_inputs():
     processor = load_processor(QWEN, max_pixels=64 * 28 * 28)
-    amber = load_amber(limit=2)
+    amber = load_amber(AMBER_SAMPLE, limit=2)
     return batch_inputs(processor, [yes_no_prompt(q) for q in amber["query"]], [[i] for i in amber["image"]])
 
 

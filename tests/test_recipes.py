@@ -73,10 +73,10 @@ def script(mode: str, cells: list[str]) -> str:
 
 def shared_cache(tmp_path: Path) -> Path:
     """A cache with its own run folders and the tiny checkpoints of this session's cache (built once, linked)."""
-    from helpers import tiny
+    from tinyenv import hub as tiny
 
     for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"):
-        tiny.resolve(hub_id)  # builds it if needed
+        tiny.snapshot(hub_id)  # builds it if needed
     cache = tmp_path / "cache"
     cache.mkdir(parents=True)
     for built in tiny.cache_dir().glob("tiny-*"):

@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from helpers.checkpoints import checkpoint_problem
 from helpers.data import format_dataset
-from helpers.tiny import REPO_ROOT, resolve
+from tinyenv.hub import REPO_ROOT
 from helpers.training import DamagedCheckpoint, last_checkpoint, train_resumable
 
 # where the worker dies inside the save of checkpoint-4, and what the checkpoint check must then say
@@ -31,7 +31,7 @@ KILLS = {"empty": "the folder is empty", "before_optimizer": "optimizer.pt is mi
 
 @pytest.fixture(scope="module")
 def data():
-    return format_dataset(load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:8]"), "chartqa")[0]
+    return format_dataset(load_dataset("HuggingFaceM4/ChartQA", split="train[:8]"), "chartqa")[0]
 
 
 @pytest.fixture(scope="module")

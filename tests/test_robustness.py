@@ -21,7 +21,6 @@ from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from helpers.checks import ESTIMATE_MARGIN, RowCheck
 from helpers.data import REQUIRED, format_dataset
-from helpers.tiny import resolve
 from helpers.processors import load_processor
 from helpers.vision import MAX_ASPECT_RATIO, prepare_image
 
@@ -172,7 +171,7 @@ def test_without_the_check_a_control_token_crashes_training_or_forges_a_turn(pro
 
 @pytest.fixture(scope="module")
 def image_oracles(processors):
-    split = AutoProcessor.from_pretrained(resolve("HuggingFaceM4/idefics2-8b"), do_image_splitting=True)
+    split = AutoProcessor.from_pretrained("HuggingFaceM4/idefics2-8b", do_image_splitting=True)
     return [processors["qwen2vl"].image_processor, processors["idefics2"].image_processor, split.image_processor]
 
 
@@ -341,7 +340,7 @@ def test_no_false_positive_on_the_shipped_samples(name, kind, models, processors
     """Every shipped row passes, with the processors the notebooks pair it with, at the scripts' default bound."""
     from datasets import load_dataset
 
-    for split, rows in load_dataset(resolve(name)).items():
+    for split, rows in load_dataset(name).items():
         for model in models:
             assert format_dataset(rows, kind, processor=processors[model], max_tokens=2048)[1] == [], (name, split)
             OUTCOMES["kept: shipped sample rows"] += len(rows)

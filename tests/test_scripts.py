@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from helpers.tiny import REPO_ROOT
+from tinyenv.hub import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 # fp32 everywhere and no LoRA dropout (each rank draws its own masks), so the only difference between 1 and 2
@@ -116,9 +116,7 @@ def test_fsdp_config_wraps_every_decoder_layer(script, monkeypatch):
     """FSDP cannot run here (no GPU), but its wrapping can be checked: every text and vision block is its own unit."""
     from transformers import AutoModelForImageTextToText
 
-    from helpers.tiny import resolve
-
-    model = AutoModelForImageTextToText.from_pretrained(resolve(load_script(script).DEFAULTS["model_name_or_path"]))
+    model = AutoModelForImageTextToText.from_pretrained(load_script(script).DEFAULTS["model_name_or_path"])
     policy = fsdp_wrap_policy(model, monkeypatch)
     assert policy is not None
     wrapped = [type(m).__name__ for m in model.modules() if policy(m)]
@@ -131,9 +129,7 @@ def test_fsdp_layer_classes_of_one_family_break_the_other(monkeypatch):
     """Negative control: the Qwen2-VL class list configs/fsdp.yaml once named fails on idefics2 (the DPO script)."""
     from transformers import AutoModelForImageTextToText
 
-    from helpers.tiny import resolve
-
-    model = AutoModelForImageTextToText.from_pretrained(resolve(load_script("dpo").DEFAULTS["model_name_or_path"]))
+    model = AutoModelForImageTextToText.from_pretrained(load_script("dpo").DEFAULTS["model_name_or_path"])
     with pytest.raises(ValueError, match="Could not find the transformer layer class"):
         fsdp_wrap_policy(model, monkeypatch, "Qwen2VLDecoderLayer,Qwen2VLVisionBlock")
 

@@ -13,7 +13,7 @@ from datasets import ClassLabel, Image, List, Value, load_dataset
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 import netguard
-from helpers import tiny
+from tinyenv import hub as tiny
 
 QWEN, IDEFICS = "Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"
 MESSAGES = [
@@ -25,19 +25,19 @@ MESSAGES = [
 @pytest.mark.parametrize("hub_id", [QWEN, IDEFICS, "HuggingFaceM4/ChartQA", "not/known"])
 def test_resolve_is_identity_when_switch_is_off(monkeypatch, hub_id):
     monkeypatch.delenv("COOKBOOK_TINY", raising=False)
-    assert tiny.resolve(hub_id) == hub_id
+    assert tiny.snapshot(hub_id) == hub_id
     monkeypatch.setenv("COOKBOOK_TINY", "0")
-    assert tiny.resolve(hub_id) == hub_id
+    assert tiny.snapshot(hub_id) == hub_id
 
 
 def test_resolve_unknown_id_in_tiny_mode_names_the_known_ones():
     with pytest.raises(KeyError, match="ChartQA"):
-        tiny.resolve("someone/unknown-model")
+        tiny.snapshot("someone/unknown-model")
 
 
 def test_both_qwen_sizes_share_one_tiny_checkpoint():
-    assert tiny.resolve("Qwen/Qwen2-VL-2B-Instruct") == tiny.resolve(QWEN)
-    assert Path(tiny.resolve(QWEN)).is_relative_to(tiny.cache_dir())
+    assert tiny.snapshot("Qwen/Qwen2-VL-2B-Instruct") == tiny.snapshot(QWEN)
+    assert Path(tiny.snapshot(QWEN)).is_relative_to(tiny.cache_dir())
 
 
 def test_cache_dir_is_overridable(monkeypatch, tmp_path):
@@ -59,15 +59,15 @@ def test_cache_dir_is_overridable(monkeypatch, tmp_path):
        "Is Amazon Seller", "description"]}),
 ])
 def test_samples_load_with_hub_splits_and_features(hub_id, splits, features):
-    data = load_dataset(tiny.resolve(hub_id))
+    data = load_dataset(tiny.snapshot(hub_id))
     assert {s: len(d) for s, d in data.items()} == splits
     for split in data.values():
         assert dict(split.features) == features
-    assert len(load_dataset(tiny.resolve(hub_id), split="train[:10%]")) == round(splits["train"] / 10)
+    assert len(load_dataset(tiny.snapshot(hub_id), split="train[:10%]")) == round(splits["train"] / 10)
 
 
 def test_chartqa_sample_has_realistic_image_sizes_and_both_question_kinds():
-    data = load_dataset(tiny.resolve("HuggingFaceM4/ChartQA"), split="train")
+    data = load_dataset("HuggingFaceM4/ChartQA", split="train")
     assert all(700 <= im.width <= 900 and 500 <= im.height <= 650 for im in data["image"])
     assert set(data["human_or_machine"]) == {0, 1}
     answers = [lab[0] for lab in data["label"]]
@@ -84,7 +84,7 @@ def test_amber_sample_pairs_every_query_with_a_yes_no_truth():
 
 
 def test_tiny_qwen_renders_the_real_template_exactly():
-    processor = AutoProcessor.from_pretrained(tiny.resolve(QWEN))
+    processor = AutoProcessor.from_pretrained(QWEN)
     assert type(processor).__name__ == "Qwen2VLProcessor"
     assert type(processor.video_processor).__name__ == "Qwen2VLVideoProcessor"
     assert processor.apply_chat_template(MESSAGES, tokenize=False) == (
@@ -99,7 +99,7 @@ def test_tiny_qwen_renders_the_real_template_exactly():
 
 
 def test_tiny_idefics2_renders_the_real_template_exactly():
-    processor = AutoProcessor.from_pretrained(tiny.resolve(IDEFICS))
+    processor = AutoProcessor.from_pretrained(IDEFICS)
     assert type(processor).__name__ == "Idefics2Processor" and processor.image_seq_len == 64
     assert processor.apply_chat_template(MESSAGES, tokenize=False) == (
         "User:<image>What is the value for 2019?<end_of_utterance>\nAssistant: 42<end_of_utterance>\n")
@@ -112,11 +112,11 @@ def test_tiny_idefics2_renders_the_real_template_exactly():
 
 @pytest.mark.parametrize("hub_id", [QWEN, IDEFICS])
 def test_tiny_models_generate_answers_that_depend_on_the_input(hub_id):
-    path = tiny.resolve(hub_id)
+    path = tiny.snapshot(hub_id)
     processor = AutoProcessor.from_pretrained(path)
     model = AutoModelForImageTextToText.from_pretrained(path).eval()
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
-    data = load_dataset(tiny.resolve("HuggingFaceM4/ChartQA"), split="test").select(range(4))
+    data = load_dataset("HuggingFaceM4/ChartQA", split="test").select(range(4))
     answers = []
     for row in data:
         prompt = processor.apply_chat_template([{"role": "user", "content": MESSAGES[0]["content"][:1] + [
@@ -137,7 +137,7 @@ def test_tiny_builds_are_deterministic(monkeypatch, tmp_path):
     monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path))
     rebuilt = tiny.tiny_model_path("qwen2_vl")
     assert rebuilt.parent == tmp_path
-    assert _digest(rebuilt) == _digest(Path(tiny.resolve(QWEN)))
+    assert _digest(rebuilt) == _digest(Path(tiny.snapshot(QWEN)))
 
 
 def test_network_is_blocked():

@@ -10,7 +10,6 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndByte
 from trl import SFTConfig, SFTTrainer
 
 from helpers.data import format_dataset
-from helpers.tiny import resolve
 from helpers.training import Disconnect, DisconnectAfter, last_checkpoint, train_resumable
 from helpers.processors import cap_image_tokens
 
@@ -20,12 +19,12 @@ STEPS = 6
 
 @pytest.fixture(scope="module")
 def data():
-    rows = load_dataset(resolve("HuggingFaceM4/ChartQA"), split="train[:8]")
+    rows = load_dataset("HuggingFaceM4/ChartQA", split="train[:8]")
     return format_dataset(rows, "chartqa")[0]
 
 
 def make_trainer(data, output_dir, callbacks=()):
-    model_id = resolve(MODEL)
+    model_id = MODEL
     processor = cap_image_tokens(AutoProcessor.from_pretrained(model_id), max_pixels=16 * 28 * 28)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from transformers import AutoProcessor
 
-from helpers import tiny
+from tinyenv import hub as tiny
 from helpers.vision import (MAX_SIDE, idefics2_image_tokens, idefics2_resized_size, image_tokens, prepare_image,
                             qwen2vl_image_tokens, qwen2vl_resized_size, to_rgb)
 
@@ -20,7 +20,7 @@ CAPS = [dict(), dict(max_pixels=256 * 28 * 28), dict(max_pixels=1024 * 28 * 28, 
 
 @pytest.fixture(scope="module")
 def image_processor():
-    return AutoProcessor.from_pretrained(tiny.resolve("Qwen/Qwen2-VL-7B-Instruct")).image_processor
+    return AutoProcessor.from_pretrained("Qwen/Qwen2-VL-7B-Instruct").image_processor
 
 
 def _processor_tokens(image_processor, height, width, **caps):
@@ -67,7 +67,7 @@ IDEFICS2_SIZES = [(600, 800), (1000, 1333), (2000, 1001), (300, 5000), (979, 981
 def processors():
     from transformers import AutoConfig
 
-    paths = {hub_id: tiny.resolve(hub_id) for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b")}
+    paths = {hub_id: tiny.snapshot(hub_id) for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b")}
     return {hub_id: (AutoProcessor.from_pretrained(p), AutoConfig.from_pretrained(p)) for hub_id, p in paths.items()}
 
 

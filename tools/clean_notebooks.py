@@ -1,5 +1,6 @@
-"""Commit notebooks clean: no execution counts, no metadata noise, outputs kept only on `# NBVAL_CHECK_OUTPUT` cells.
-A cell's one kept metadata is the `recipe` tag: the cells tests/test_recipes.py runs on their own.
+"""Commit notebooks clean: no execution counts, no metadata noise, outputs kept only on cells tagged `nbval-check-output`.
+A cell keeps only its tags: `parameters` (the settings a reader changes), `recipe` (the cells a reader copies, run on
+their own by tests/test_copy.py) and nbval's `nbval-check-output`, `nbval-ignore-output`, `nbval-skip`.
 
 Usage: python tools/clean_notebooks.py [--execute] notebooks/*.ipynb
 --execute first runs the notebook in tiny mode so the checked cells carry fresh outputs.
@@ -13,8 +14,8 @@ from pathlib import Path
 import nbformat
 from run_cookbook import execute
 
-CHECK = "# NBVAL_CHECK_OUTPUT"
-RECIPE = "recipe"  # the tag of the cells a reader copies (tests/test_recipes.py runs them on their own)
+CHECK = "nbval-check-output"
+TAGS = ("parameters", "recipe", CHECK, "nbval-ignore-output", "nbval-skip")  # the tags a cell keeps, in this order
 NOTEBOOK_METADATA = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
@@ -40,13 +41,13 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.metadata = nbformat.from_dict(NOTEBOOK_METADATA)
     nb.nbformat, nb.nbformat_minor = 4, 5
     for i, cell in enumerate(nb.cells):
-        recipe = RECIPE in cell.metadata.get("tags", [])
-        cell.metadata = nbformat.from_dict({"tags": [RECIPE]} if recipe else {})
+        tags = [tag for tag in TAGS if tag in cell.metadata.get("tags", [])]
+        cell.metadata = nbformat.from_dict({"tags": tags} if tags else {})
         cell.id = f"cell-{i:02d}"
         if cell.cell_type != "code":
             continue
         cell.execution_count = None
-        if CHECK not in cell.source:
+        if CHECK not in tags:
             cell.outputs = []
         cell.outputs = merge_streams(cell.outputs)
         for out in cell.outputs:

@@ -1,4 +1,8 @@
-"""Execute every notebook in tiny mode into runs/executed/ and print a one-line summary per notebook."""
+"""Execute every notebook into runs/executed/ and print a one-line summary per notebook.
+
+Run it inside the tiny environment (`make cookbook` = `tools/tiny-env .venv/bin/python tools/run_cookbook.py`): the
+kernels inherit it, work in its home (whose runs/ the notebooks share, as they share Drive on Colab) and stay offline.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,12 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-# The kernels load tests/ipython's start-up files: no network, and the bitsandbytes CPU workaround (tests/bnb_cpu.py).
-TINY_ENV = {"COOKBOOK_TINY": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg",
-            "IPYTHONDIR": str(ROOT / "tests" / "ipython")}
 
 
 def execute(nb: nbformat.NotebookNode, path: Path) -> None:
-    """Run `nb` in place, in tiny mode and offline, with the notebook's folder as working directory."""
-    for key, value in TINY_ENV.items():
-        os.environ.setdefault(key, value)
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    """Run `nb` in place, in the environment's home (the tiny environment's, or the notebook's folder outside it)."""
+    home = os.environ.get("TINY_ENV_HOME", str(path.parent))
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": home}}).execute()
 
 
 def main() -> int:
@@ -29,7 +29,8 @@ def main() -> int:
     out_dir = ROOT / "runs" / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
     failed, seconds = 0, {}
-    print(f"tiny mode (COOKBOOK_TINY={os.environ['COOKBOOK_TINY']}); executed notebooks -> {out_dir.relative_to(ROOT)}/")
+    where = "the tiny environment" if "TINY_ENV_HOME" in os.environ else "this environment (not tools/tiny-env)"
+    print(f"running in {where}; executed notebooks -> {out_dir.relative_to(ROOT)}/")
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()

@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from transformers import GemmaTokenizer, GPT2Tokenizer
 
-from helpers import tiny_build
-from helpers.tiny_build import SPECS, hub_file
+from tinyenv import build as tiny_build
+from tinyenv.build import SPECS, hub_file
 
 # Gemma's first ids as on the hub (and in GemmaTokenizer's defaults); the hub's <unused*>, table and
 # [multimodal] tokens are left out of the tiny vocabulary.

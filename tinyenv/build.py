@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, LlamaTokenizer, Qwen2Tokenizer
 
-from helpers.paths import CONFIG_DIR, DATA_DIR
-from helpers.tiny_specs import SPECS
+from tinyenv.hub import CONFIG_DIR, DATA_DIR
+from tinyenv.specs import SPECS
 
 SEED = 0
 TINY_VOCAB = 1024  # BPE merges trained on the shipped sample text; the hub's special tokens follow, as on the hub
