@@ -27,3 +27,12 @@ def pytest_collection_modifyitems(items):
         cell = getattr(item, "cell", None)
         if cell is not None and cell.get("outputs") and cell.get("execution_count") is None:
             cell.execution_count = 1
+
+
+@pytest.fixture(scope="session")
+def recipe_runs(tmp_path_factory):
+    """Notebooks 03-06's recipes as a reader copies them, run in order in one project of the reader's own
+    (tests/copies.py): `.home / "runs"` holds the run folders the notebooks name, `.run("05")` the finished run."""
+    from copies import RecipeRuns
+
+    return RecipeRuns(tmp_path_factory.mktemp("reader-project"), tmp_path_factory.mktemp("reader-venv") / "venv")

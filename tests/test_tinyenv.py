@@ -1,16 +1,25 @@
-"""The tiny offline mode: resolve(), the data samples, and faithful tiny checkpoints."""
+"""The tiny environment (tools/tiny-env): hub ids served offline through the libraries' own loading code, the smaller
+numbers applied at start-up and only where listed, a home per run, nothing of the repository importable, no network;
+the data samples; faithful tiny checkpoints."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
 from datasets import ClassLabel, Image, List, Value, load_dataset
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from huggingface_hub import hf_hub_download, snapshot_download
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from trl import GRPOConfig, SFTConfig
 
 import netguard
 from tinyenv import hub as tiny
@@ -22,27 +31,79 @@ MESSAGES = [
 ]
 
 
-@pytest.mark.parametrize("hub_id", [QWEN, IDEFICS, "HuggingFaceM4/ChartQA", "not/known"])
-def test_resolve_is_identity_when_switch_is_off(monkeypatch, hub_id):
-    monkeypatch.delenv("COOKBOOK_TINY", raising=False)
-    assert tiny.snapshot(hub_id) == hub_id
-    monkeypatch.setenv("COOKBOOK_TINY", "0")
-    assert tiny.snapshot(hub_id) == hub_id
+def test_hub_ids_load_the_tiny_checkpoints_through_huggingface_hubs_own_cache_lookup():
+    path = snapshot_download(QWEN)  # offline: served from HF_HUB_CACHE, as a download that happened before
+    assert Path(path) == tiny.snapshot(QWEN) and Path(path).is_relative_to(os.environ["HF_HUB_CACHE"])
+    assert Path(hf_hub_download(IDEFICS, "config.json")).parent == tiny.snapshot(IDEFICS)
+    assert tiny.snapshot("Qwen/Qwen2-VL-2B-Instruct").resolve() == tiny.snapshot(QWEN).resolve()  # one stand-in
 
 
-def test_resolve_unknown_id_in_tiny_mode_names_the_known_ones():
-    with pytest.raises(KeyError, match="ChartQA"):
-        tiny.snapshot("someone/unknown-model")
+def test_an_id_with_no_stand_in_fails_offline_instead_of_reaching_the_hub():
+    with pytest.raises(OSError):
+        AutoConfig.from_pretrained("someone/unknown-model")
 
 
-def test_both_qwen_sizes_share_one_tiny_checkpoint():
-    assert tiny.snapshot("Qwen/Qwen2-VL-2B-Instruct") == tiny.snapshot(QWEN)
-    assert Path(tiny.snapshot(QWEN)).is_relative_to(tiny.cache_dir())
+def test_outside_the_environment_the_hub_ids_are_not_served():
+    """Negative control: the same load in a plain interpreter (no start-up code, no tiny Hub cache) fails offline."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HUB_CACHE", "HF_HOME", "TINY_ENV_HOME")}
+    env |= {"HF_HOME": "/nonexistent-hf-home", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", "from datasets import load_dataset; load_dataset('HuggingFaceM4/ChartQA')"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode and "ConnectionError" in done.stderr, done.stderr[-1000:]
 
 
 def test_cache_dir_is_overridable(monkeypatch, tmp_path):
     monkeypatch.setenv("COOKBOOK_CACHE", str(tmp_path))
     assert tiny.cache_dir() == tmp_path
+
+
+def test_the_smaller_splits_apply_to_the_listed_split_strings_only():
+    assert len(load_dataset("HuggingFaceM4/ChartQA", split="train[:10%]")) == 16  # numbers.toml, notebook 03
+    assert len(load_dataset("HuggingFaceM4/ChartQA", split="train[:50%]")) == 32  # not listed: the sample's own half
+    assert [len(d) for d in load_dataset("HuggingFaceM4/ChartQA", split=["val[:10%]", "test[:6]"])] == [8, 6]
+
+
+def test_the_smaller_training_numbers_apply_to_the_listed_run_folders_only(tmp_path):
+    listed = SFTConfig(output_dir=str(tmp_path / "qwen2vl-7b-chartqa"), learning_rate=2e-4, gradient_accumulation_steps=8)
+    assert (listed.learning_rate, listed.max_steps, listed.gradient_accumulation_steps) == (1e-2, 60, 1)
+    other = SFTConfig(output_dir=str(tmp_path / "my-run"), learning_rate=2e-4, gradient_accumulation_steps=8)
+    assert (other.learning_rate, other.max_steps, other.gradient_accumulation_steps) == (2e-4, -1, 8)
+    assert listed.use_cpu == other.use_cpu == (not torch.cuda.is_available())
+    grpo = GRPOConfig(output_dir=str(tmp_path / "qwen2vl-7b-chartqa-grpo"), per_device_train_batch_size=8,
+                      gradient_accumulation_steps=8, num_generations=8)
+    assert (grpo.num_generations, grpo.generation_batch_size, grpo.max_steps) == (4, 16, 30)  # derived after the numbers
+
+
+def test_every_listed_run_folder_is_one_a_notebook_names():
+    """A run listed in numbers.toml that no notebook names would leave that notebook at its Colab numbers."""
+    numbers = tomllib.loads((tiny.REPO_ROOT / "tinyenv" / "numbers.toml").read_text())
+    sources = "\n".join(p.read_text() for p in (tiny.REPO_ROOT / "notebooks").glob("*.ipynb"))
+    suffixes = re.findall(r'\+ \\"(-[\w-]+)\\"', sources)  # output_dir + "-products"
+    runs = [run for listing in numbers.values() for run in listing.get("train", {})]
+    for run in runs:
+        assert f"/{run}" in sources or any(run == base + suffix for base in runs for suffix in suffixes), run
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("import tinyenv", "ModuleNotFoundError: No module named 'tinyenv'"),
+    ("import google.colab", "ModuleNotFoundError: No module named 'google"),
+    ("import socket; socket.create_connection(('huggingface.co', 443), timeout=1)", "NetworkBlocked"),
+])
+def test_a_program_inside_the_environment_sees_none_of_the_repository_no_colab_and_no_network(code, expected, tmp_path):
+    done = subprocess.run([str(tiny.REPO_ROOT / "tools" / "tiny-env"), sys.executable, "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode and expected in done.stderr, done.stderr[-1000:]
+
+
+def test_two_runs_at_once_get_homes_of_their_own_and_leave_nothing_behind(tmp_path):
+    """Each invocation gets a fresh home (runs/, AMBER/), so a second run cannot delete the first one's adapters."""
+    env = {k: v for k, v in os.environ.items() if k != "TINY_ENV_HOME"}
+    code = "import os, time; h = os.environ['TINY_ENV_HOME']; print(h, sorted(os.listdir(h))); time.sleep(1)"
+    runs = [subprocess.Popen([str(tiny.REPO_ROOT / "tools" / "tiny-env"), sys.executable, "-c", code], env=env,
+                             stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    homes = [run.communicate(timeout=300)[0].split(" ", 1) for run in runs]
+    assert homes[0][0] != homes[1][0] and all("'AMBER'" in listing and "'runs'" in listing for _, listing in homes)
+    assert not any(Path(home).exists() for home, _ in homes)
 
 
 @pytest.mark.parametrize("hub_id, splits, features", [
@@ -59,11 +120,10 @@ def test_cache_dir_is_overridable(monkeypatch, tmp_path):
        "Is Amazon Seller", "description"]}),
 ])
 def test_samples_load_with_hub_splits_and_features(hub_id, splits, features):
-    data = load_dataset(tiny.snapshot(hub_id))
+    data = load_dataset(hub_id)
     assert {s: len(d) for s, d in data.items()} == splits
     for split in data.values():
         assert dict(split.features) == features
-    assert len(load_dataset(tiny.snapshot(hub_id), split="train[:10%]")) == round(splits["train"] / 10)
 
 
 def test_chartqa_sample_has_realistic_image_sizes_and_both_question_kinds():
@@ -75,7 +135,7 @@ def test_chartqa_sample_has_realistic_image_sizes_and_both_question_kinds():
 
 
 def test_amber_sample_pairs_every_query_with_a_yes_no_truth():
-    root = Path(tiny.DATA_DIR) / "amber"
+    root = tiny.AMBER_SAMPLE
     queries = json.loads((root / "query_discriminative.json").read_text())
     truths = {a["id"]: a for a in json.loads((root / "annotations.json").read_text())}
     assert len(queries) >= 40 and {q["id"] for q in queries} == set(truths)
@@ -112,9 +172,8 @@ def test_tiny_idefics2_renders_the_real_template_exactly():
 
 @pytest.mark.parametrize("hub_id", [QWEN, IDEFICS])
 def test_tiny_models_generate_answers_that_depend_on_the_input(hub_id):
-    path = tiny.snapshot(hub_id)
-    processor = AutoProcessor.from_pretrained(path)
-    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    processor = AutoProcessor.from_pretrained(hub_id)
+    model = AutoModelForImageTextToText.from_pretrained(hub_id).eval()
     assert sum(p.numel() for p in model.parameters()) < 2_000_000
     data = load_dataset("HuggingFaceM4/ChartQA", split="test").select(range(4))
     answers = []
@@ -147,12 +206,15 @@ def test_network_is_blocked():
         socket.socket().connect(("1.1.1.1", 443))
 
 
-def test_network_is_blocked_inside_notebook_kernels_too():
+def test_notebook_kernels_work_in_the_home_offline():
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import socket\ntry:\n    socket.create_connection(('huggingface.co', 443), timeout=1)\n"
+        "import os, socket\nprint(os.getcwd(), sorted(os.listdir()))\n"
+        "try:\n    socket.create_connection(('huggingface.co', 443), timeout=1)\n"
         "except Exception as err:\n    print(type(err).__name__)")])
     NotebookClient(nb, kernel_name="python3", timeout=60).execute()
-    assert nb.cells[0].outputs[0].text.strip() == "NetworkBlocked"
+    cwd, blocked = nb.cells[0].outputs[0].text.strip().splitlines()
+    assert cwd.startswith(os.environ["TINY_ENV_HOME"] + " ") and "'AMBER'" in cwd and "'runs'" in cwd
+    assert blocked == "NetworkBlocked"
