@@ -17,8 +17,8 @@ $(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml
 cookbook: $(STAMP)  ## run every notebook offline in the tiny environment; executed copies land in runs/executed/
 	tools/tiny-env $(PY) tools/run_cookbook.py
 
-tables: $(STAMP)  ## copy the tiny times `make cookbook` measured into README.md and the notebooks' tables
-	$(PY) tools/fill_tables.py
+tables: $(STAMP)  ## copy the times `make cookbook` measured and the model-swap matrix into README.md
+	tools/tiny-env $(PY) tools/fill_tables.py
 
 test: $(STAMP)  ## unit tests + every notebook through nbval, in the tiny environment (no network)
 	tools/tiny-env $(PY) -m pytest

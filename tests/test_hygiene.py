@@ -1,4 +1,5 @@
-"""Notebooks are committed clean and open with the fixed skeleton, naming the helpers they import; no file holds a hub
+"""Notebooks are committed clean, open with the fixed skeleton naming the helpers they import, and hold the Colab program
+and nothing else (no line for tests or the tiny environment); helpers/ is what the notebooks import; no file holds a hub
 token."""
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-CHECK = "# NBVAL_CHECK_OUTPUT"
+CHECK = "nbval-check-output"
+TAGS = ("parameters", "recipe", CHECK, "nbval-ignore-output", "nbval-skip")  # tools/clean_notebooks.py's order
+# What only a test harness or the tiny environment would need: none of it belongs in the reader's notebook.
+HARNESS = re.compile(r"resolve\(|TINY|is_tiny|tiny_run_dir|use_cpu=|COOKBOOK_|# ?NBVAL_|tinyenv|\btiny\b", re.I)
 TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 
 
@@ -27,12 +31,13 @@ def test_notebook_is_committed_clean(path):
     nbformat.validate(nb)
     assert set(nb.metadata) <= {"kernelspec", "language_info", "accelerator", "colab"}, "metadata noise"
     for i, cell in enumerate(nb.cells):
-        assert cell.metadata in ({}, {"tags": ["recipe"]}), f"cell {i} has metadata {dict(cell.metadata)}"
-        assert not cell.metadata or cell.cell_type == "code", f"cell {i}: only code cells are recipe cells"
+        tags = cell.metadata.get("tags", [])
+        assert set(cell.metadata) <= {"tags"} and tags == [t for t in TAGS if t in tags], f"cell {i}: {cell.metadata}"
+        assert not tags or cell.cell_type == "code", f"cell {i}: only code cells carry tags"
         if cell.cell_type != "code":
             continue
         assert cell.execution_count is None, f"cell {i} has an execution count"
-        checked = CHECK in cell.source
+        checked = CHECK in tags
         assert bool(cell.outputs) == checked, f"cell {i}: outputs only, and always, on {CHECK} cells"
         for out in cell.outputs:
             assert out.output_type in ("stream", "execute_result"), f"cell {i}: {out.output_type} output"
@@ -49,8 +54,60 @@ def test_notebook_opens_with_the_skeleton(path):
     assert re.search(r"^\|.*Hardware.*\|$", title.source, re.M), "hardware/time table in the opening cell"
     assert "google.colab" in install.source and "# Tested with" in install.source
     assert "__version__" in versions.source and "device" in versions.source
-    mode_lines = [line for line in mode.source.splitlines() if "COOKBOOK_TINY" in line]
-    assert len(mode_lines) == 1 and "resolve" in mode_lines[0], "one visible mode line importing resolve"
+    settings = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    assert settings in ([], [3]), "the settings a reader changes: one cell tagged `parameters`, after the versions"
+    if any("recipe" in c.metadata.get("tags", []) for c in cells):
+        assert settings == [3], "a notebook with recipe cells has its settings in a parameters cell"
+
+
+def harness_lines(cells: list) -> list[str]:
+    """`cell i: line` for every line of `cells` (code or text) that exists for tests or the tiny environment."""
+    return [f"cell {i}: {line.strip()}" for i, cell in enumerate(cells) for line in cell.source.splitlines()
+            if HARNESS.search(line)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_holds_the_colab_program_and_nothing_else(path):
+    assert harness_lines(nbformat.read(path, as_version=4).cells) == []
+
+
+def test_the_harness_check_sees_a_tiny_line_in_code_or_text():
+    """Negative control: each kind of line the notebooks used to carry is caught."""
+    lines = ['model_id = resolve("Qwen/Qwen2-VL-7B-Instruct")', "if TINY:", "args = replace(args, **TINY_ARGS)",
+             "    use_cpu=not torch.cuda.is_available(),", "# NBVAL_CHECK_OUTPUT", "In tiny mode these answers are noise."]
+    cells = [nbformat.v4.new_code_cell(line) for line in lines[:-1]] + [nbformat.v4.new_markdown_cell(lines[-1])]
+    assert len(harness_lines(cells)) == len(lines)
+    assert harness_lines([nbformat.v4.new_code_cell('model_id = "Qwen/Qwen2-VL-7B-Instruct"')]) == []
+
+
+def helpers_graph() -> dict[str, set[str]]:
+    """helpers module -> the helpers modules it imports."""
+    return {p.stem: imported_helpers(p.read_text()) for p in (ROOT / "helpers").glob("*.py") if p.stem != "__init__"}
+
+
+def unreached(graph: dict[str, set[str]], roots: set[str]) -> set[str]:
+    """The modules of `graph` that no import chain from `roots` reaches."""
+    seen, todo = set(), list(roots)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += graph.get(module, set())
+    return set(graph) - seen
+
+
+def test_helpers_is_what_the_notebooks_import_and_nothing_else():
+    """Every helpers module is imported by a notebook (directly, or by a module a notebook imports), and none is
+    about the tiny environment: that is tinyenv/, on the test side."""
+    graph = helpers_graph()
+    assert unreached(graph, set(notebook_users())) == set()
+    assert not [m for m in graph if "tiny" in m or "tinyenv" in (ROOT / "helpers" / f"{m}.py").read_text()]
+
+
+def test_the_reach_check_sees_a_module_no_notebook_imports():
+    """Negative control: a module only a script imports is reported."""
+    graph = helpers_graph() | {"orphan": {"data"}}
+    assert unreached(graph, set(notebook_users())) == {"orphan"}
 
 
 def token_leaks(folder: Path) -> list[str]:
@@ -60,10 +117,10 @@ def token_leaks(folder: Path) -> list[str]:
 
 
 def test_no_run_folder_holds_a_hub_token():
-    """Run folders are git-ignored, so the scan below misses them: the scripts' `runs/` and the tiny runs' cache."""
-    from helpers.tiny import cache_dir
+    """Run folders are git-ignored, so the scan below misses them: the scripts' `runs/` and the tiny environment's."""
+    import os
 
-    for folder in (ROOT / "runs", cache_dir() / "runs"):
+    for folder in (ROOT / "runs", Path(os.environ["TINY_ENV_HOME"]) / "runs"):
         if folder.is_dir():
             assert token_leaks(folder) == []
 
@@ -121,10 +178,10 @@ def test_opening_cell_lists_the_helpers_the_code_imports(path):
 
 def test_helpers_line_check_sees_an_import_or_a_name_too_many():
     """Negative control: an unlisted import, or a listed module nothing imports, makes the two sets differ."""
-    line = "**helpers used:** `tiny` (the mode switch), `data` (validation, `format_dataset`), `fit`. And `SFTConfig`."
+    line = "**helpers used:** `vision` (the image cap), `data` (validation, `format_dataset`), `fit`. And `SFTConfig`."
     code = ("!pip install x\nif True:\n    %time 1\n"  # shell and magic lines, as in the install cells
-            "from helpers.tiny import resolve\nimport helpers.data\nfrom helpers import fit")
-    assert listed_helpers(line) == imported_helpers(code) == {"tiny", "data", "fit"}
+            "from helpers.vision import CHARTQA_MAX_PIXELS\nimport helpers.data\nfrom helpers import fit")
+    assert listed_helpers(line) == imported_helpers(code) == {"vision", "data", "fit"}
     assert listed_helpers(line) != imported_helpers(code + "\nfrom helpers.plots import plot_history")
     assert listed_helpers(line.replace("`fit`", "`fit`, `amber`")) != imported_helpers(code)
 

@@ -1,5 +1,5 @@
-"""Copy the tiny-mode times of benchmarks/results/cookbook-tiny.json into README.md's table and each notebook's table,
-and write README.md's model-swap matrix table (budget rows of `helpers.matrix_budget`, a ✓ per test CI collects for
+"""Copy the times of benchmarks/results/cookbook-tiny.json (each notebook in the tiny environment) into README.md's
+table, and write README.md's model-swap matrix table (budget rows of `helpers.matrix_budget`, a ✓ per test CI collects for
 each model) between its markers.
 
 Usage: python tools/fill_tables.py   (`make tables`; `make cookbook` writes the results file)
@@ -14,18 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
-
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "cookbook-tiny.json"
 MATRIX_MARKERS = ("<!-- matrix-table:start (tools/fill_tables.py writes it) -->", "<!-- matrix-table:end -->")
-NOTEBOOK_ROW = re.compile(r"^(\| Tiny \(`COOKBOOK_TINY=1`\) \|.*\| )[^|]*(\|)$", re.M)
-
-
-def tiny_cell(seconds: float) -> str:
-    """The table cell for a tiny-mode time."""
-    return f"{round(seconds)} s (measured with `make cookbook`)"
-
 
 def fill_readme(text: str, times: dict[str, float]) -> str:
     """README.md with the last column of each notebook row set from `times`."""
@@ -33,11 +24,6 @@ def fill_readme(text: str, times: dict[str, float]) -> str:
         name = next(n for n in times if n.startswith(match.group(2)))
         return f"{match.group(1)}{round(times[name])} s |"
     return re.sub(r"^(\| (\d\d) \|.*\| )[^|]*\|$", row, text, flags=re.M)
-
-
-def fill_notebook(source: str, seconds: float) -> str:
-    """A notebook's opening cell with the Tiny row's time set."""
-    return NOTEBOOK_ROW.sub(lambda m: f"{m.group(1)}{tiny_cell(seconds)} {m.group(2)}", source)
 
 
 # README column -> the test whose per-model runs earn a ✓: CI runs every collected test, and must pass to land.
@@ -110,16 +96,11 @@ def fill_matrix(text: str, table: str) -> str:
 
 
 def main() -> None:
-    """Rewrite README.md and the notebooks' opening cells in place."""
+    """Rewrite README.md's tables in place."""
     times = json.loads(RESULTS.read_text())["notebooks"]
     readme = ROOT / "README.md"
     readme.write_text(fill_matrix(fill_readme(readme.read_text(), times), matrix_table()))
-    for name, seconds in times.items():
-        path = ROOT / "notebooks" / name
-        nb = nbformat.read(path, as_version=4)
-        nb.cells[0].source = fill_notebook(nb.cells[0].source, seconds)
-        nbformat.write(nb, path)
-    print(f"tiny times from {RESULTS.relative_to(ROOT)} written to README.md and {len(times)} notebooks")
+    print(f"times of {len(times)} notebooks from {RESULTS.relative_to(ROOT)} and the matrix written to README.md")
 
 
 if __name__ == "__main__":
