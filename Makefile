@@ -24,12 +24,12 @@ test: $(STAMP)  ## unit tests + every notebook through nbval, in the tiny enviro
 	tools/tiny-env $(PY) -m pytest
 
 # GPU runner (no package index there): `make gpu-wheels` here, then carry .whl and run, there,
-#   bash tools/gpu_run.sh make test-gpu        (or any benchmark: see benchmarks/README.md)
+#   bash tools/gpu_run.sh make test-gpu        (or any benchmark, inside tools/tiny-env: see benchmarks/README.md)
 gpu-wheels: $(STAMP)  ## wheels the GPU runner lacks, at .venv's versions, into .whl/ (notebook stack included)
 	$(PY) tools/gpu_wheels.py notebooks
 
-test-gpu:  ## on the GPU runner: every notebook in tiny mode on CUDA (bitsandbytes 4-bit on the GPU) + GPU-only tests
-	COOKBOOK_REQUIRE_CUDA=1 python3 -m pytest notebooks tests/test_gpu.py -rfE
+test-gpu:  ## on the GPU runner: every notebook in the tiny environment on CUDA (bitsandbytes 4-bit on the GPU) + GPU-only tests
+	COOKBOOK_REQUIRE_CUDA=1 tools/tiny-env python3 -m pytest notebooks tests/test_gpu.py -rfE
 
 # Not in CI: the same suite against the newest trl/transformers/peft/datasets, to see what drifted.
 test-latest: $(STAMP)

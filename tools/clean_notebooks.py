@@ -3,7 +3,8 @@ A cell keeps only its tags: `parameters` (the settings a reader changes), `recip
 their own by tests/test_copy.py) and nbval's `nbval-check-output`, `nbval-ignore-output`, `nbval-skip`.
 
 Usage: python tools/clean_notebooks.py [--execute] notebooks/*.ipynb
---execute first runs the notebook in tiny mode so the checked cells carry fresh outputs.
+--execute first runs the notebook (inside tools/tiny-env: offline, on the tiny stand-ins) so the checked cells carry
+fresh outputs.
 """
 
 from __future__ import annotations
