@@ -136,7 +136,8 @@ def prepare(tmp: Path, drive_template: Path | None = None) -> tuple[Path, dict[s
     for name, text in (("git", GIT_SHIM), ("pip", PIP_SHIM)):
         (bin_dir / name).write_text(text.format(**fill))
         (bin_dir / name).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k not in ("COOKBOOK_TINY", "PYTHONPATH")}
+    # none of the tiny environment's start-up code (sitecustomize on PYTHONPATH, the kernel profile in IPYTHONDIR)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "IPYTHONDIR", "TINY_ENV_HOME")}
     env.update(PYTHONPATH=str(site), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1",
                HF_DATASETS_OFFLINE="1", MPLBACKEND="Agg")
     if drive_template is not None:

@@ -38,7 +38,7 @@ def data():
 def killed(tmp_path_factory):
     """One real SIGKILL mid-save per kill point (the three workers run side by side): {point: output_dir}."""
     root = tmp_path_factory.mktemp("killed")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
     workers = {}
     for point in KILLS:
         (root / point).mkdir()

@@ -74,8 +74,9 @@ CLI_ERRORS = {
 
 
 @pytest.mark.parametrize("case", list(CLI_ERRORS))
-def test_bad_arguments_are_one_line_before_the_model_loads(case, guarded, tmp_path, capsys):
+def test_bad_arguments_are_one_line_before_the_model_loads(case, guarded, tmp_path, capsys, monkeypatch):
     script, argv, message = CLI_ERRORS[case]
+    monkeypatch.setenv("TINY_ENV_CPU", "0")  # the tiny environment would otherwise put a GPU-less run on the CPU itself
     code, out, err = run(guarded[script], base(tmp_path) + argv, capsys)
     assert code == 2, (out, err)
     lines = err.strip().splitlines()

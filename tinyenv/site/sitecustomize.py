@@ -3,7 +3,7 @@
 It changes the libraries, never the program: no network; `google.colab` absent; `datasets.load_dataset` serves the
 shipped samples for the cookbook's hub ids, with the smaller splits of `tinyenv/numbers.toml`; every `TrainingArguments`
 (SFT, DPO, GRPO configs) whose `output_dir` names a run listed there gets that run's smaller numbers, and runs on the
-CPU when there is no GPU; bitsandbytes gets its CPU fix (bnb_cpu.py). The models come from the Hub cache `tools/tiny-env`
+CPU when there is no GPU (unless `TINY_ENV_CPU=0`); bitsandbytes gets its CPU fix (bnb_cpu.py). The models come from the Hub cache `tools/tiny-env`
 points `HF_HUB_CACHE` at, through huggingface_hub's own offline lookup.
 """
 
@@ -63,7 +63,7 @@ def patch_training_args(module: Any) -> None:
             setattr(self, field, value)
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() and os.environ.get("TINY_ENV_CPU", "1") == "1":  # 0: as the program says
             self.use_cpu = True
         original(self)
 
