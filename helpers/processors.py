@@ -52,7 +52,7 @@ def load_processor(hub_id: str, max_pixels: int = CHARTQA_MAX_PIXELS) -> Any:
     swap = swap_for(hub_id)
     processor = AutoProcessor.from_pretrained(hub_id, **swap.processor_kwargs)
     if swap.family != "qwen":
-        for key, value in swap.settings.items():  # the row's `image_budget` line (SmolVLM2: its hub splitting, kept)
+        for key, value in swap.image_settings.items():  # the row's image settings (SmolVLM2: its hub splitting, kept)
             setattr(processor.image_processor, key, value)
         return bos_in_template(processor)
     # `max_pixels` is in Qwen2-VL's 28-px tokens: the same token budget on Qwen3-VL's 32-px tokens is more pixels;

@@ -79,7 +79,7 @@ def _processed(hub_id, height: int, width: int) -> tuple[int, int, int]:
 
     where = folder(hub_id)
     processor = AutoImageProcessor.from_pretrained(where)
-    for key, value in MODELS[hub_id].settings.items():
+    for key, value in MODELS[hub_id].image_settings.items():
         setattr(processor, key, value)
     out = processor(images=[_image(height, width)], return_tensors="pt")
     pixels = out["pixel_values"]
@@ -122,7 +122,7 @@ def test_which_qwen_cap_takes_effect(name, silently_uncapped):
     as on Qwen2-VL (helpers/processors.py); Qwen3-VL's file has `size` itself, so there the argument holds."""
     hub_id = next(h for h in NEW if h.endswith(name))
     assert _processed(hub_id, 1500, 1500)[0] == 1024
-    processor = AutoImageProcessor.from_pretrained(folder(hub_id), **MODELS[hub_id].settings)
+    processor = AutoImageProcessor.from_pretrained(folder(hub_id), **MODELS[hub_id].image_settings)
     grid = processor(images=[_image(1500, 1500)], return_tensors="pt")["image_grid_thw"]
     assert (int(grid.prod()) // 4 > 1024) is silently_uncapped
 

@@ -68,7 +68,7 @@ def test_budget_cells_assert_the_card_the_table_names(name):
     assert cards
     assert any(card in colab_row for card in cards), (cards, colab_row)
     budgets = [c for c in cells if c.cell_type == "code" and "assert report(" in c.source]
-    assert budgets and all("# NBVAL_CHECK_OUTPUT" in c.source for c in budgets)
+    assert budgets and all("nbval-check-output" in c.metadata.get("tags", []) for c in budgets)
     assert all("DOES NOT FIT" not in o.get("text", "") for c in budgets for o in c.outputs)
 
 

@@ -25,7 +25,7 @@ from helpers.processors import end_of_turn_id, load_processor
 from tinyenv.hub import AMBER_SAMPLE
 from test_fidelity import hub_differences
 
-TINY_PIXELS = 64 * 28 * 28  # notebook 03's tiny-mode cap: a few dozen Qwen image tokens, so CPU steps stay cheap
+TINY_PIXELS = 64 * 28 * 28  # a few dozen Qwen image tokens, so CPU steps stay cheap
 NEW = {"Qwen/Qwen2.5-VL-7B-Instruct": "qwen2_5_vl", "Qwen/Qwen3-VL-4B-Instruct": "qwen3_vl",
        "google/gemma-3-4b-it": "gemma3", "HuggingFaceTB/SmolVLM2-2.2B-Instruct": "smolvlm2"}
 COMMON = dict(per_device_train_batch_size=2, max_length=None, report_to="none", save_strategy="no", use_cpu=True,
@@ -188,7 +188,7 @@ def test_the_printed_lines_give_the_processor_load_processor_gives(hub_id):
     `load_processor`. Negative control: without the row's image-budget line (Qwen: the pixel cap), its loading options
     (idefics2: splitting off) or its template line (idefics2: the <s>), the processor differs."""
     def run(lines: str) -> tuple[dict, str]:
-        scope = {"resolve": tiny.resolve, "AutoProcessor": AutoProcessor, "torch": torch}
+        scope = {"AutoProcessor": AutoProcessor, "torch": torch}  # the lines' own imports, as notebook 03 has them
         exec(lines, scope)
         return scope["processor"].image_processor.to_dict(), scope["processor"].chat_template
 
