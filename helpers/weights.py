@@ -15,7 +15,6 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConf
 GIB = 2**30
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "data_samples" / "configs"  # hub files shipped with the cookbook
 # The real hub configs ship in data_samples/configs, so budgets are the same offline and on Colab.
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "data_samples" / "configs"
 SHIPPED_CONFIGS = {
     "Qwen/Qwen2-VL-7B-Instruct": "qwen2-vl-7b-instruct.config.json",
     "Qwen/Qwen2-VL-2B-Instruct": "qwen2-vl-2b-instruct.config.json",
