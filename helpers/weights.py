@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConfig
 
-
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "data_samples" / "configs"  # the hub configs shipped in the repo
 GIB = 2**30
 # The real hub configs ship in data_samples/configs, so budgets are the same offline and on Colab.
 SHIPPED_CONFIGS = {
