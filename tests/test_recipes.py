@@ -355,6 +355,13 @@ def assigned_call(cells: list[str], name: str) -> dict:
     return {k.arg: ast.literal_eval(k.value) for k in call.keywords if literal(k.value)}
 
 
+def assigned_string(cells: list[str], name: str) -> str:
+    """The string literal assigned to `name` (`model_id = "..."`) in `cells`."""
+    (value,) = [n.value.value for cell in cells for n in ast.parse(cell).body if isinstance(n, ast.Assign)
+                and getattr(n.targets[0], "id", None) == name and isinstance(n.value, ast.Constant)]
+    return value
+
+
 def reward_names(source: str) -> list[str]:
     """The names in the `reward_funcs=[...]` of the GRPOTrainer call in `source`."""
     (call,) = calls([source], "GRPOTrainer")
@@ -366,26 +373,25 @@ def grpo_mismatches(tmp_path: Path, cells: list[str] | None = None, mode: str | 
     """Each recipe value of notebook 06 that scripts/grpo.py's defaults disagree with, as 'what: ours vs its'."""
     from trl import GRPOConfig
 
-    from helpers.vision import CHARTQA_MAX_PIXELS
-
     nb = nbformat.read(NOTEBOOK_06, as_version=4)
     code = [TransformerManager().transform_cell(c.source) for c in nb.cells if c.cell_type == "code"]
-    cells, mode = cells or code[3:], mode or nb.cells[3].source  # code[3:]: from the mode cell on (cell 3)
+    cells, mode = cells or code[3:], mode or nb.cells[3].source  # code[3:]: from the parameters cell on (cell 3)
     recipe, args, model_args, lora = script_defaults("grpo", tmp_path)
-    literals = assigned_call(cells, "recipe")
-    ours = GRPOConfig(**literals | {"output_dir": str(tmp_path), "use_cpu": True})
+    literals = config_literals(cells, "GRPOConfig")
+    ours = GRPOConfig(**literals | {"output_dir": str(tmp_path), "use_cpu": True})  # bf16 on a CPU needs use_cpu
     keys = [k for k in literals if k != "output_dir"] + ["max_steps"]  # max_steps: the default, one epoch decides
     pairs = [(f"GRPOConfig.{k}", getattr(ours, k), getattr(args, k)) for k in keys]
     for k, value in assigned_call(cells, "LORA").items():
         theirs = getattr(lora, k)
         pairs.append((f"LoRA {k}", targets(value) if k == "target_modules" else value,
                       targets(theirs) if k == "target_modules" else theirs))
-    dataset, model_id = hub_ids(cells)[:2]
+    (dataset,) = {ast.literal_eval(c.args[0]) for c in calls(cells, "load_dataset")}
+    model_id = assigned_string(cells, "model_id")
     pairs += [("model", model_id, model_args.model_name_or_path), ("data set", dataset, recipe.dataset_name)]
     dtype = next(ast.unparse(k.value) for c in calls(cells, "from_pretrained") for k in c.keywords if k.arg == "dtype")
     pairs += [("model dtype", dtype, f"torch.{model_args.dtype}"), ("4-bit", False, bool(model_args.load_in_4bit))]
     pairs += [("rewards", reward_names("\n".join(cells)), reward_names((ROOT / "scripts" / "grpo.py").read_text()))]
-    values = settings(mode, {"CHARTQA_MAX_PIXELS": CHARTQA_MAX_PIXELS})
+    values = settings(mode)
     pairs += [("train split", values["TRAIN_SPLIT"], recipe.dataset_train_split),
               ("image-token cap", values["MAX_PIXELS"], recipe.max_pixels)]
     return [f"{what}: {a!r} vs {b!r}" for what, a, b in pairs if a != b]
