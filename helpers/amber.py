@@ -62,31 +62,62 @@ def _image_path(root: Path, name: str) -> str:
     return str(path)
 
 
+def _read_json(path: Path) -> list[dict]:
+    """One of AMBER's JSON lists; FileNotFoundError or ValueError naming the file and how to fetch it again."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: fetch AMBER with fetch_amber(root, images_zip)")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): delete it and run fetch_amber(root, images_zip) "
+                         "again") from None
+
+
+def _annotation(truths: dict[int, dict], query: dict, root: Path) -> dict:
+    """The annotation of `query`; ValueError naming the query id when it has none or a type AMBER does not have."""
+    found = truths.get(query["id"])
+    if found is None:
+        raise ValueError(f"AMBER query {query['id']} has no entry in {root / 'annotations.json'}: the query and "
+                         "annotation files do not match; delete both and run fetch_amber(root, images_zip) again")
+    if found.get("type") not in DIMENSIONS:
+        raise ValueError(f"AMBER query {query['id']} has type {found.get('type')!r} in {root / 'annotations.json'}, "
+                         f"not one of AMBER's discriminative types {sorted(DIMENSIONS)}")
+    return found
+
+
 def load_amber(root: str | Path, limit: int | None = None,
                per_dimension: int | None = None) -> Dataset:
     """AMBER's `query_discriminative.json` joined with `annotations.json` (truth, type, dimension); images from
     `root/images/`. `per_dimension` keeps the first N queries of existence, attribute and relation each (a subset
-    that still has every per-type score); `limit` keeps the first N overall."""
+    that still has every per-type score); `limit` keeps the first N overall. A kept query without an annotation or
+    whose image file is missing raises an error naming the query, the file and how to fetch it again."""
     root = Path(root)
-    queries = json.loads((root / "query_discriminative.json").read_text())
-    truths = {a["id"]: a for a in json.loads((root / "annotations.json").read_text())}
+    queries = _read_json(root / "query_discriminative.json")
+    truths = {a["id"]: a for a in _read_json(root / "annotations.json")}
     if per_dimension is not None:
         seen: dict[str, int] = {}
         kept = []
         for q in queries:
-            dim = DIMENSIONS[truths[q["id"]]["type"]]
+            dim = DIMENSIONS[_annotation(truths, q, root)["type"]]
             seen[dim] = seen.get(dim, 0) + 1
             if seen[dim] <= per_dimension:
                 kept.append(q)
         queries = kept
     queries = queries[:limit]
+    notes = [_annotation(truths, q, root) for q in queries]
+    images = [_image_path(root, q["image"]) for q in queries]
+    missing = [(q, path) for q, path in zip(queries, images) if not Path(path).is_file()]
+    if missing:
+        (q, path), more = missing[0], f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"the image of AMBER query {q['id']}, {path}, is missing{more}: the image zip was not "
+                                "fully unpacked; run fetch_amber(root, images_zip) again, which adds missing images")
     rows = {
         "id": [q["id"] for q in queries],
-        "image": [_image_path(root, q["image"]) for q in queries],
+        "image": images,
         "query": [q["query"] for q in queries],
-        "truth": [truths[q["id"]]["truth"] for q in queries],
-        "type": [truths[q["id"]]["type"] for q in queries],
-        "dimension": [DIMENSIONS[truths[q["id"]]["type"]] for q in queries],
+        "truth": [a["truth"] for a in notes],
+        "type": [a["type"] for a in notes],
+        "dimension": [DIMENSIONS[a["type"]] for a in notes],
     }
     return Dataset.from_dict(rows).cast_column("image", ImageFeature())
 

@@ -11,11 +11,14 @@ from PIL import Image
 
 
 def clean_text(value: Any, field: str) -> str:
-    """Return `value` stripped; raise ValueError naming `field` when it is empty or not a string (and saying which)."""
+    """Return `value` stripped; raise ValueError naming `field` when it is empty, not a string or holds a NUL byte."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError(f"empty {field}")
     if not isinstance(value, str):
         raise ValueError(f"{field} is {type(value).__name__} {str(value)[:40]!r}, not text")
+    nul = value.find("\x00")
+    if nul >= 0:  # binary data or a bad decode read as text: the tokenizer would encode it and train on it silently
+        raise ValueError(f"{field} contains a NUL byte (\\x00) at character {nul}")
     return value.strip()
 
 

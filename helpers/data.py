@@ -74,9 +74,15 @@ def _prepare(kind: str, example: dict[str, Any]) -> tuple[dict[str, Any], bool]:
                 raise ValueError(f"label is {type(value).__name__} {str(value)[:40]!r}, not a list of answers")
             value = value[0] if value else None
         clean_text(value, field)
-    if kind == "rlaif_v" and example["chosen"].strip() == example["rejected"].strip():
-        raise ValueError("chosen == rejected")
+    if kind == "rlaif_v" and _same_answer(example["chosen"], example["rejected"]):
+        raise ValueError("chosen == rejected" if example["chosen"].strip() == example["rejected"].strip() else
+                         "chosen and rejected differ only in case or whitespace: no preference to learn")
     return {**example, "image": image}, image is not decoded
+
+
+def _same_answer(a: str, b: str) -> bool:
+    """Whether two answers are the same text up to case and whitespace (a preference pair with no signal)."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
 def prepare_row(kind: str, example: dict[str, Any]) -> dict[str, Any]:

@@ -32,11 +32,16 @@ def relaxed_accuracy(predictions: list[str], labels: list[list[str] | str]) -> f
     """Mean relaxed correctness over questions; with several gold labels the best one counts.
 
     Each label is a list of gold strings (the hub's ChartQA) or one string (formatted mirrors store it so); a bare
-    string is one label, never iterated character by character. Any other shape raises TypeError."""
+    string is one label, never iterated character by character. Any other shape, or a prediction that is not a string
+    (None from a failed generation), raises TypeError naming its position: score a failed generation as ""."""
     if len(predictions) != len(labels):
         raise ValueError(f"{len(predictions)} predictions for {len(labels)} label lists")
     if not predictions:
         raise ValueError("no predictions")
+    odd = [i for i, p in enumerate(predictions) if not isinstance(p, str)]
+    if odd:
+        raise TypeError(f"prediction {odd[0]} is {predictions[odd[0]]!r}, not a string ({len(odd)} of "
+                        f'{len(predictions)} are not); score a failed generation as ""')
     golds = [_gold_list(g) for g in labels]
     hits = [any(relaxed_correctness(p, g) for g in gold) for p, gold in zip(predictions, golds)]
     return sum(hits) / len(hits)
@@ -58,9 +63,16 @@ def normalize_yes_no(answer: str) -> str | None:
 
 
 def yes_no_metrics(predictions: list[str], truths: list[str]) -> dict[str, float]:
-    """AMBER discriminative metrics with 'no' as the positive class; a non-yes/no answer is wrong and not 'no'."""
+    """AMBER discriminative metrics with 'no' as the positive class; a non-yes/no answer is wrong and not 'no'.
+
+    A prediction or truth that is not a string (None from a failed generation) raises TypeError naming its position."""
     if len(predictions) != len(truths) or not truths:
         raise ValueError(f"{len(predictions)} predictions for {len(truths)} truths")
+    for name, values, hint in (("prediction", predictions, '; score a failed generation as ""'), ("truth", truths, "")):
+        odd = [i for i, v in enumerate(values) if not isinstance(v, str)]
+        if odd:
+            raise TypeError(f"{name} {odd[0]} is {values[odd[0]]!r}, not a string ({len(odd)} of {len(values)} are "
+                            f"not){hint}")
     preds = [normalize_yes_no(p) for p in predictions]
     gold = [t.strip().lower() for t in truths]
     if set(gold) - {"yes", "no"}:

@@ -12,8 +12,12 @@ from PIL import Image
 QWEN2VL_MIN_PIXELS = 3136
 QWEN2VL_MAX_PIXELS = 12_845_056
 QWEN2VL_FACTOR = 28  # patch_size 14 x merge_size 2: one <|image_pad|> token per 28x28 pixels
-MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor refuses more elongated images
+QWEN2VL_MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor (smart_resize) refuses more elongated images
 MAX_SIDE = 2048  # our bound on the longer side before any processor sees the image
+# Our bound on elongation (~73): bounded to MAX_SIDE, an image keeps a shorter side of one row of Qwen2-VL's image
+# tokens. More elongated ones end thinner (4000x20 -> 2048x11), and smart_resize rounds a side under 15 px to no row
+# and scales the whole image down to its 3136-px minimum (2048x11 -> 784x28: 28 tokens for 2048 px of content).
+MAX_ASPECT_RATIO = MAX_SIDE / QWEN2VL_FACTOR
 # Chosen in notebook 01: ChartQA charts (~800x600, ~600 tokens) pass untouched; outliers are capped at 1024 tokens.
 CHARTQA_MAX_PIXELS = 1024 * QWEN2VL_FACTOR**2
 QWEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # one token per (patch x merge)^2 px, within pixel bounds
@@ -23,8 +27,9 @@ def qwen2vl_resized_size(height: int, width: int, min_pixels: int = QWEN2VL_MIN_
                          max_pixels: int = QWEN2VL_MAX_PIXELS, f: int = QWEN2VL_FACTOR) -> tuple[int, int]:
     """Return the (height, width) a Qwen-VL processor resizes an image to: multiples of `f` px (28 for Qwen2-VL and
     Qwen2.5-VL, 32 for Qwen3-VL) within the pixel bounds (transformers' `smart_resize`)."""
-    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds {MAX_ASPECT_RATIO}")
+    if max(height, width) / min(height, width) > QWEN2VL_MAX_ASPECT_RATIO:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds "
+                         f"{QWEN2VL_MAX_ASPECT_RATIO}")
     h, w = round(height / f) * f, round(width / f) * f  # round() as in Python: halves go to even
     if h * w > max_pixels:
         scale = math.sqrt(height * width / max_pixels)
@@ -108,9 +113,14 @@ def prepare_image(image: Image.Image, max_side: int = MAX_SIDE, min_side: int = 
     w, h = image.size
     if min(w, h) < 1:
         raise ValueError(f"unusable image size {w}x{h} (empty)")
-    if max(w, h) / min(w, h) > MAX_ASPECT_RATIO:
-        raise ValueError(f"unusable image size {w}x{h} (aspect ratio {max(w, h) / min(w, h):.1f} > {MAX_ASPECT_RATIO}, "
+    ratio = max(w, h) / min(w, h)
+    if ratio > QWEN2VL_MAX_ASPECT_RATIO:
+        raise ValueError(f"unusable image size {w}x{h} (aspect ratio {ratio:.1f} > {QWEN2VL_MAX_ASPECT_RATIO}, "
                          "which Qwen2-VL's processor refuses)")
+    if ratio > max_side / QWEN2VL_FACTOR:  # MAX_ASPECT_RATIO at the default max_side
+        raise ValueError(f"unusable image size {w}x{h} (aspect ratio {ratio:.1f} > {max_side / QWEN2VL_FACTOR:.1f}, "
+                         f"the most a {max_side}-px image can have and keep a {QWEN2VL_FACTOR}-px shorter side: one "
+                         "row of Qwen2-VL's image tokens)")
     return bound_size(to_rgb(image), max_side, min_side)
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from peft import PeftModel
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
-from helpers.processors import load_processor
 from helpers.rewards import correctness_reward, format_reward
 from helpers.vision import CHARTQA_MAX_PIXELS
 
-from recipes import check_arguments, format_splits, keep_token_off_disk, load_model, load_splits, parse, train_and_save
+from recipes import (check_arguments, format_splits, keep_token_off_disk, load_model, load_processor, load_splits,
+                     parse, train_and_save)
 
 # The notebook's recipe; every value can be overridden on the command line or in a --config YAML.
 DEFAULTS = dict(model_name_or_path="Qwen/Qwen2-VL-7B-Instruct", dtype="bfloat16", use_peft=True, lora_r=8,

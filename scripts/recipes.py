@@ -23,9 +23,22 @@ def load_model(model_args: Any) -> Any:
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     quantization = get_quantization_config(model_args)
     on_gpu = quantization is not None and torch.cuda.is_available()  # 4-bit weights load straight onto this rank's GPU
-    return AutoModelForImageTextToText.from_pretrained(
-        model_args.model_name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation,
-        quantization_config=quantization, device_map={"": PartialState().local_process_index} if on_gpu else None)
+    try:
+        return AutoModelForImageTextToText.from_pretrained(
+            model_args.model_name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation,
+            quantization_config=quantization, device_map={"": PartialState().local_process_index} if on_gpu else None)
+    except (OSError, ValueError) as err:  # unknown id, offline without a cache, no model or weights in a folder
+        fail(f"cannot load --model_name_or_path {model_args.model_name_or_path!r}: {type(err).__name__}: {err}")
+
+
+def load_processor(hub_id: str, max_pixels: int) -> Any:
+    """`helpers.processors.load_processor`, or one line when the model's files cannot be had (unknown id, offline)."""
+    from helpers.processors import load_processor as load
+
+    try:
+        return load(hub_id, max_pixels)
+    except Exception as err:  # not found, offline without a cache, not a processor's files: the CLI's boundary
+        fail(f"cannot load the processor of --model_name_or_path {hub_id!r}: {type(err).__name__}: {err}")
 
 
 def fail(message: str) -> NoReturn:

@@ -91,3 +91,34 @@ def test_yes_no_prompt_is_one_image_user_turn():
     (turn,) = yes_no_prompt("Is there a cat in this image?")
     assert turn["role"] == "user" and turn["content"][0] == {"type": "image"}
     assert turn["content"][1]["text"] == f"Is there a cat in this image? {YES_NO_INSTRUCTION}"
+
+
+def test_a_query_without_an_annotation_names_the_query_the_file_and_the_fix(tmp_path):
+    root = _amber_copy(tmp_path, "AMBER_1.png")
+    (root / "images" / "AMBER_1.png").write_bytes((AMBER_SAMPLE / "images" / "AMBER_1.png").read_bytes())
+    (root / "annotations.json").write_text(json.dumps([{"id": 1006, "type": "relation", "truth": "no"}]))
+    for kwargs in ({}, {"per_dimension": 1}):
+        with pytest.raises(ValueError, match=r"AMBER query 1005 has no entry in .*annotations\.json.*run fetch_amber"):
+            load_amber(root, **kwargs)
+    (root / "annotations.json").write_text(json.dumps([{"id": 1005, "type": "discriminative-existence",
+                                                         "truth": "no"}]))
+    with pytest.raises(ValueError, match="AMBER query 1005 has type 'discriminative-existence'"):
+        load_amber(root)
+
+
+def test_a_missing_image_names_the_query_the_file_and_the_fix(tmp_path):
+    root = _amber_copy(tmp_path, "AMBER_1.png")  # the image was never unpacked
+    with pytest.raises(FileNotFoundError, match=r"image of AMBER query 1005, .*images/AMBER_1\.png, is missing: .*"
+                                                r"run fetch_amber\(root, images_zip\) again"):
+        load_amber(root)
+
+
+def test_missing_or_broken_amber_files_name_the_file(tmp_path):
+    root = _amber_copy(tmp_path, "AMBER_1.png")
+    (root / "annotations.json").write_text('[{"id": 1005, "ty')  # a download cut short
+    with pytest.raises(ValueError, match=r"annotations\.json is not valid JSON .*delete it and run fetch_amber"):
+        load_amber(root)
+    (root / "annotations.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"annotations\.json is missing: fetch AMBER with fetch_amber"):
+        load_amber(root)
+

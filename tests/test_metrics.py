@@ -83,3 +83,25 @@ def test_yes_no_metrics_edge_cases():
     assert yes_no_metrics(["No", "no"], ["no", "no"])["f1"] == 1.0
     with pytest.raises(ValueError):
         yes_no_metrics(["yes"], ["maybe"])
+
+
+@pytest.mark.parametrize("score, golds", [(relaxed_accuracy, ["1", ["2"], "3"]), (yes_no_metrics, ["yes", "no", "no"])])
+def test_a_missing_prediction_is_an_error_naming_its_position(score, golds):
+    """A failed generation left as None: one TypeError naming the first position and the count, saying what to do."""
+    with pytest.raises(TypeError, match=r'^prediction 1 is None, not a string \(2 of 3 are not\); score a failed '
+                                        r'generation as ""$'):
+        score(["1", None, None], golds)
+    assert score(["1", "", ""], golds) == score(["1", "x", "x"], golds)  # what it says to do: scored as wrong
+
+
+def test_a_missing_prediction_crashed_deep_inside_before():
+    """Negative control: per item, None still fails where the text is first used, naming no position."""
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'strip'"):
+        relaxed_correctness(None, "1")
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'lower'"):
+        normalize_yes_no(None)
+
+
+def test_a_missing_yes_no_truth_is_an_error_naming_its_position():
+    with pytest.raises(TypeError, match=r"^truth 2 is None, not a string \(1 of 3 are not\)$"):
+        yes_no_metrics(["yes", "no", "no"], ["yes", "no", None])

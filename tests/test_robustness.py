@@ -20,9 +20,10 @@ from transformers import AutoProcessor
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from helpers.checks import ESTIMATE_MARGIN, RowCheck
-from helpers.data import REQUIRED, format_dataset
+from helpers.data import REQUIRED, _same_answer, format_dataset
 from helpers.processors import load_processor
-from helpers.vision import MAX_ASPECT_RATIO, prepare_image
+from helpers.vision import (MAX_ASPECT_RATIO, MAX_SIDE, QWEN2VL_FACTOR, QWEN2VL_MAX_ASPECT_RATIO, bound_size,
+                            prepare_image)
 
 OUTCOMES: Counter = Counter()
 FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -120,7 +121,7 @@ def draw_text_field(data: st.DataObject, processors: dict) -> tuple:
 def test_control_tokens_in_any_text_field_are_reported_with_row_and_field(data, processors):
     processor, kind, field = draw_text_field(data, processors)
     token = data.draw(st.sampled_from(model_tokens(processor)))
-    text = data.draw(st.text(max_size=8)) + token + data.draw(st.text(max_size=8))
+    text = data.draw(no_nul(max_size=8)) + token + data.draw(no_nul(max_size=8))
     rows = [good_row(kind, i) for i in range(3)]
     at = data.draw(st.integers(0, 2))
     rows[at][field] = [text] if field == "label" else text
@@ -129,6 +130,11 @@ def test_control_tokens_in_any_text_field_are_reported_with_row_and_field(data, 
     assert bad[0][1].startswith(f"{field} contains the model's control token") and "'<" in bad[0][1]
     assert len(formatted) == 2
     OUTCOMES["reported: control token"] += 1
+
+
+def no_nul(**kwargs) -> st.SearchStrategy[str]:
+    """Any text but NUL bytes (reported as such: section 6)."""
+    return st.text(alphabet=st.characters(exclude_characters="\x00"), **kwargs)
 
 
 near_misses = st.sampled_from(["<|image_pad|", "|image_pad|>", "< image>", "<imag e>", "<|IM_END|>", "<|im_end",
@@ -140,11 +146,11 @@ near_misses = st.sampled_from(["<|image_pad|", "|image_pad|>", "< image>", "<ima
 def test_text_without_control_tokens_is_kept_and_trains(data, processors):
     """No false positive: near misses and arbitrary text are kept, and the kept rows train as the template intends."""
     processor, kind, field = draw_text_field(data, processors)
-    text = data.draw(st.one_of(st.text(min_size=1, max_size=30), near_misses.map(lambda s: f"a {s} b")))
+    text = data.draw(st.one_of(no_nul(min_size=1, max_size=30), near_misses.map(lambda s: f"a {s} b")))
     assume(text.strip() and not any(t in text for t in model_tokens(processor)))
     row = good_row(kind)
     row[field] = [text] if field == "label" else text
-    assume(kind != "rlaif_v" or row["chosen"].strip() != row["rejected"].strip())
+    assume(kind != "rlaif_v" or not _same_answer(row["chosen"], row["rejected"]))
     formatted, bad = format_dataset(dataset([row]), kind, processor=processor)
     assert bad == [] and len(formatted) == 1
     assert_trains(processor, kind, formatted)
@@ -190,6 +196,11 @@ def test_prepared_images_pass_every_processor_and_refusals_are_the_processors_ow
         prepared = prepare_image(image)
     except ValueError as err:
         assert "aspect ratio" in str(err)
+        w, h = size
+        if max(w, h) / min(w, h) <= QWEN2VL_MAX_ASPECT_RATIO:  # ours: bounded to MAX_SIDE, under one token row
+            assert min(w, h) * MAX_SIDE / max(w, h) < QWEN2VL_FACTOR, size
+            OUTCOMES["reported: image too elongated for one token row"] += 1
+            return
         with pytest.raises(ValueError, match="aspect ratio"):  # no false positive: Qwen2-VL refuses the original too
             image_oracles[0](images=[image.convert("RGB")], return_tensors="pt")
         OUTCOMES["reported: image too elongated"] += 1
@@ -202,10 +213,10 @@ def test_prepared_images_pass_every_processor_and_refusals_are_the_processors_ow
 
 
 def test_the_old_rounding_made_images_the_processor_refuses(image_oracles):
-    """Negative control: 4000x20 rounded to 2048x10 (ratio 204.8) as before is refused; ours gives 2048x11."""
+    """Negative control: 4000x20 rounded to 2048x10 (ratio 204.8) as before is refused; the repair gives 2048x11."""
     with pytest.raises(ValueError, match="aspect ratio"):
         image_oracles[0](images=[Image.new("RGB", (2048, round(20 * 2048 / 4000)))], return_tensors="pt")
-    assert prepare_image(Image.new("L", (4000, 20))).size == (2048, 11)
+    assert bound_size(Image.new("L", (4000, 20))).size == (2048, 11)
 
 
 # 3. column shapes ---------------------------------------------------------------------------------------------------
@@ -344,3 +355,68 @@ def test_no_false_positive_on_the_shipped_samples(name, kind, models, processors
         for model in models:
             assert format_dataset(rows, kind, processor=processors[model], max_tokens=2048)[1] == [], (name, split)
             OUTCOMES["kept: shipped sample rows"] += len(rows)
+
+
+# 6. rows that would train on nothing or on garbage (issue 26) ---------------------------------------------------------
+
+@pytest.mark.parametrize("kind, field", [(kind, field) for kind, fields in TEXT_FIELDS.items() for field in fields])
+def test_a_nul_byte_in_any_text_field_is_reported_with_row_field_and_place(kind, field):
+    rows = [good_row(kind, i) for i in range(3)]
+    text = "What\x00 is it?"
+    rows[1][field] = [text] if field == "label" else text
+    formatted, bad = format_dataset(dataset(rows), kind)
+    assert bad == [(1, f"{field} contains a NUL byte (\\x00) at character 4")] and len(formatted) == 2
+    OUTCOMES["reported: NUL byte"] += 1
+
+
+def test_negative_control_nothing_else_stops_a_nul_byte(processors):
+    """Without the check the row trains: the tokenizers encode NUL as an ordinary token, and the processor's own
+    check (control tokens, lengths) passes the row; without the NUL the same row is kept."""
+    for processor in processors.values():
+        assert len(processor.tokenizer("a\x00b")["input_ids"]) > len(processor.tokenizer("ab")["input_ids"])
+    row = good_row("chartqa") | {"query": "What\x00 is it?"}
+    check = RowCheck(processors["qwen2vl"], max_tokens=2048)
+    from helpers.data import format_chartqa
+
+    check(row, ["query", "label"], format_chartqa(row))  # no complaint
+    assert format_dataset(dataset([good_row("chartqa") | {"query": "What is it?"}]), "chartqa")[1] == []
+
+
+@pytest.mark.parametrize("chosen, rejected", [("A red ball.", "a red ball."), ("A red ball.", "A  red\nball."),
+                                              ("A RED BALL.", " a red  ball. ")])
+def test_preference_pairs_equal_up_to_case_and_whitespace_are_reported(chosen, rejected):
+    rows = [good_row("rlaif_v", 0), good_row("rlaif_v", 1) | {"chosen": chosen, "rejected": rejected}]
+    formatted, bad = format_dataset(dataset(rows), "rlaif_v")
+    assert bad == [(1, "chosen and rejected differ only in case or whitespace: no preference to learn")]
+    assert len(formatted) == 1
+    OUTCOMES["reported: no preference"] += 1
+
+
+@pytest.mark.parametrize("chosen, rejected", [("A red ball.", "A red ball!"), ("A red ball.", "A red bal."),
+                                              ("It is 3.", "It is 3.5.")])
+def test_negative_control_pairs_that_differ_in_content_are_kept(chosen, rejected):
+    row = good_row("rlaif_v") | {"chosen": chosen, "rejected": rejected}
+    assert format_dataset(dataset([row]), "rlaif_v")[1] == []
+    OUTCOMES["kept: preference pair"] += 1
+
+
+def test_an_image_too_elongated_for_one_token_row_is_reported_not_kept_as_a_sliver():
+    rows = [good_row("chartqa", 0, size=(4000, 20)), good_row("chartqa", 1, size=(20, 4000)),
+            good_row("chartqa", 2, size=(2048, 28)), good_row("chartqa", 3, size=(5000, 69))]
+    formatted, bad = format_dataset(dataset(rows), "chartqa")
+    assert [i for i, _ in bad] == [0, 1] and all("aspect ratio 200.0 > 73.1" in reason for _, reason in bad), bad
+    assert "28-px shorter side" in bad[0][1] and "4000x20" in bad[0][1] and "20x4000" in bad[1][1]
+    assert [row[0].size for row in formatted["images"]] == [(2048, 28), (2048, 29)]  # kept: at least one row
+    assert MAX_ASPECT_RATIO == MAX_SIDE / QWEN2VL_FACTOR
+    OUTCOMES["reported: image too elongated for one token row"] += 2
+
+
+def test_negative_control_the_kept_sliver_lost_most_of_its_image_tokens(processors):
+    """What the old bound (200, Qwen2-VL's own) kept: 4000x20 repaired to 2048x11, which Qwen2-VL's processor rounds to
+    no token row and scales down whole (784x28: 28 tokens), against 113 tokens for the original (3164x28, held to one
+    row past this fixture's 64-token cap)."""
+    image_processor = processors["qwen2vl"].image_processor
+    sliver = bound_size(Image.new("RGB", (4000, 20)))
+    grids = [image_processor(images=[image], return_tensors="pt")["image_grid_thw"][0].tolist()
+             for image in (sliver, Image.new("RGB", (4000, 20)))]
+    assert sliver.size == (2048, 11) and grids == [[1, 2, 56], [1, 2, 226]]

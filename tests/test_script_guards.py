@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from datasets import Dataset, Features, List, Value
@@ -67,6 +69,11 @@ CLI_ERRORS = {
     "fraction > 1": ("sft", ["--max_dropped_fraction", "2"], "--max_dropped_fraction must be between 0 and 1"),
     "unknown formatter": ("sft", ["--formatter", "chart"], "--formatter must be one of"),
     "unknown dataset": ("sft", ["--dataset_name", "nobody/nothing"], "cannot load --dataset_name 'nobody/nothing'"),
+    "unknown model": ("sft", ["--model_name_or_path", "nobody/no-model"],
+                      "cannot load the processor of --model_name_or_path 'nobody/no-model': OSError: We couldn't "
+                      "connect to 'https://huggingface.co' to load the files, and couldn't find them in the cached"),
+    "unknown model (dpo)": ("dpo", ["--model_name_or_path", "nobody/no-model"],
+                            "cannot load the processor of --model_name_or_path 'nobody/no-model'"),
     "unknown split": ("dpo", ["--dataset_train_split", "validation"], 'Unknown split "validation"'),
     "bad slice": ("sft", ["--dataset_test_split", "val[:abc]"], "cannot load --dataset_name"),
     "bf16 without a GPU": ("dpo", ["--use_cpu", "false"], "bf16"),
@@ -82,6 +89,50 @@ def test_bad_arguments_are_one_line_before_the_model_loads(case, guarded, tmp_pa
     lines = err.strip().splitlines()
     assert len(lines) == 1 and ": error: " in lines[0] and message in lines[0], err
     assert "Traceback" not in out + err
+
+
+def test_an_unknown_model_raised_a_bare_os_error_before(scripts):
+    """Negative control of "unknown model": the processor load the scripts call raises OSError, which reached the
+    command line as a traceback before recipes.load_processor turned it into the one line."""
+    from helpers.processors import load_processor
+
+    with pytest.raises(OSError, match="couldn't connect to 'https://huggingface.co'"):
+        load_processor("nobody/no-model")
+
+
+@pytest.mark.parametrize("folder", ["empty", "processor without weights"])
+def test_a_model_that_cannot_be_loaded_is_one_line(folder, scripts, tmp_path, capsys):
+    """The weights' own load fails as one line too: a folder holding no model, or a processor but no weights."""
+    import shutil
+
+    from recipes import load_model
+    from tinyenv.hub import snapshot
+    from trl import ModelConfig
+
+    if folder != "empty":
+        shutil.copytree(snapshot("Qwen/Qwen2-VL-7B-Instruct"), tmp_path, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.safetensors*"))
+    with pytest.raises(SystemExit) as exit_:
+        load_model(ModelConfig(model_name_or_path=str(tmp_path), dtype="float32"))
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert f": error: cannot load --model_name_or_path {str(tmp_path)!r}: " in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset_name", "nobody/nothing"], "sft.py: error: cannot load --dataset_name 'nobody/nothing'"),
+    (["--model_name_or_path", "nobody/no-model"], "sft.py: error: cannot load the processor of --model_name_or_path"),
+])
+def test_unknown_hub_ids_offline_are_one_line_on_the_real_command_line(argv, message, tmp_path):
+    """`python scripts/sft.py ...` as a user runs it, without network (the environment's start-up code blocks it):
+    exit status 2, one `error:` line, no traceback."""
+    from tinyenv.hub import REPO_ROOT
+
+    done = subprocess.run([sys.executable, "scripts/sft.py", *base(tmp_path), *argv], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if ": error: " in line]
+    assert done.returncode == 2 and len(errors) == 1 and errors[0].startswith(message), done.stderr[-3000:]
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_an_output_folder_that_cannot_be_made_is_one_line(guarded, tmp_path, capsys):
