@@ -36,14 +36,16 @@ def _png(image: PILImage.Image) -> dict:
     return {"bytes": buf.getvalue(), "path": None}
 
 
-def _write(name: str, splits: dict[str, Dataset], card: str) -> None:
-    """Write splits as parquet under data_samples/<name>/data/ with a dataset card naming the splits."""
+def _write(name: str, splits: dict[str, Dataset], card: str, layout: dict[str, tuple[str, str]] | None = None) -> None:
+    """Write splits as parquet under data_samples/<name>/ with a dataset card naming the files of each split:
+    data/<split>-00000-of-00001.parquet, or the hub repository's own layout, `layout[split]` = (file, pattern)."""
     out = ROOT / name
     shutil.rmtree(out, ignore_errors=True)
-    (out / "data").mkdir(parents=True)
-    files = "\n".join(f"  - split: {s}\n    path: data/{s}-*" for s in splits)
+    layout = {s: (layout or {}).get(s, (f"data/{s}-00000-of-00001.parquet", f"data/{s}-*")) for s in splits}
+    files = "\n".join(f"  - split: {s}\n    path: {layout[s][1]}" for s in splits)
     for split, ds in splits.items():
-        ds.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
+        (out / layout[split][0]).parent.mkdir(parents=True, exist_ok=True)
+        ds.to_parquet(str(out / layout[split][0]))
     (out / "README.md").write_text(SPLITS_YAML.format(files=files) + card)
 
 
@@ -221,7 +223,9 @@ def make_rlaif_v(rng: random.Random) -> None:
         for key, value in zip(rows, values):
             rows[key].append(value)
     features = Features({k: (Image() if k == "image" else Value("string")) for k in rows})
-    _write("rlaif_v", {"train": Dataset.from_dict(rows, features=features)}, "\n# RLAIF-V-like sample\nSee ../README.md.\n")
+    # the hub's layout: RLAIF-V-Dataset_000.parquet, _001, ... at the top of the repository (notebook 01 names the first)
+    _write("rlaif_v", {"train": Dataset.from_dict(rows, features=features)}, "\n# RLAIF-V-like sample\nSee ../README.md.\n",
+           layout={"train": ("RLAIF-V-Dataset_000.parquet", "RLAIF-V-Dataset_*.parquet")})
 
 
 def make_amber(rng: random.Random) -> None:

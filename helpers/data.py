@@ -7,9 +7,10 @@ messages out. What a row must hold for them, and the image repair, is `prepare_r
 from __future__ import annotations
 
 import io
+import uuid
 from typing import Any
 
-from datasets import Dataset, DatasetDict, IterableDataset, Value
+from datasets import Dataset, DatasetDict, IterableDataset, List, Value
 from datasets import Image as ImageFeature
 from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from PIL import Image
@@ -116,31 +117,53 @@ def check_columns(dataset: Dataset, kind: str) -> None:
 IMAGE_VALUE_TYPES = {"string", "large_string", "binary", "large_binary", "null"}
 
 
-def scan(dataset: Dataset, kind: str, processor: Any = None,
-         max_tokens: int | None = None) -> tuple[list[tuple[int, str]], set[int]]:
-    """(`find_bad_rows`' report, the indices of the usable rows whose image `prepare_row` repairs)."""
+def verdict(kind: str, row: dict[str, Any], check: RowCheck | None = None) -> tuple[str | None, bool]:
+    """(why `row` is unusable, or None; whether `prepare_row` repairs its image): one row of `scan`."""
+    try:
+        prepared, changed = _prepare(kind, row)
+        if check is not None:
+            check(row, REQUIRED[kind][1:], FORMATTERS[kind](prepared))
+    except ValueError as err:
+        return str(err), False
+    return None, changed
+
+
+def _verdicts(batch: dict[str, list], kind: str, check: RowCheck | None) -> dict[str, list]:
+    """`verdict` of each row of a batch, as the columns `reason` and `repaired` (Dataset.map's worker)."""
+    rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    reasons, repaired = zip(*(verdict(kind, row, check) for row in rows)) if rows else ((), ())
+    return {"reason": list(reasons), "repaired": list(repaired)}
+
+
+def scan(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,
+         num_proc: int | None = None) -> tuple[list[tuple[int, str]], set[int]]:
+    """(`find_bad_rows`' report, the indices of the usable rows whose image `prepare_row` repairs). With `num_proc`
+    > 1 the rows are checked in that many processes (Dataset.map); only the verdicts are written, not the rows."""
     check_columns(dataset, kind)
     check = RowCheck(processor, max_tokens) if processor is not None else None
     image = dataset.features["image"]
     raw = dataset.cast_column("image", ImageFeature(decode=False)) if isinstance(image, ImageFeature) else dataset
+    if num_proc is not None and num_proc > 1 and len(raw) > 1:
+        verdicts = raw.map(_verdicts, batched=True, batch_size=100, num_proc=min(num_proc, len(raw)),
+                           remove_columns=raw.column_names, fn_kwargs={"kind": kind, "check": check},
+                           new_fingerprint=uuid.uuid4().hex,  # never cached: the processor may differ
+                           load_from_cache_file=False, desc="Validating rows")
+        pairs = zip(verdicts["reason"], verdicts["repaired"])
+    else:
+        pairs = (verdict(kind, row, check) for row in raw)
     bad, repaired = [], set()
-    for i, row in enumerate(raw):
-        try:
-            prepared, changed = _prepare(kind, row)
-            if check is not None:
-                check(row, REQUIRED[kind][1:], FORMATTERS[kind](prepared))
-        except ValueError as err:
-            bad.append((i, str(err)))
-            continue
-        if changed:
+    for i, (reason, changed) in enumerate(pairs):
+        if reason is not None:
+            bad.append((i, reason))
+        elif changed:
             repaired.add(i)
     return bad, repaired
 
 
-def find_bad_rows(dataset: Dataset, kind: str, processor: Any = None,
-                  max_tokens: int | None = None) -> list[tuple[int, str]]:
+def find_bad_rows(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,
+                  num_proc: int | None = None) -> list[tuple[int, str]]:
     """(index, reason) of each unusable row; with `processor` also control tokens, refused images, > `max_tokens`."""
-    return scan(dataset, kind, processor, max_tokens)[0]
+    return scan(dataset, kind, processor, max_tokens, num_proc)[0]
 
 
 def _png(image: Image.Image) -> dict[str, Any]:
@@ -150,11 +173,11 @@ def _png(image: Image.Image) -> dict[str, Any]:
     return {"bytes": buf.getvalue(), "path": None}
 
 
-def validate(dataset: Dataset, kind: str, processor: Any = None,
-             max_tokens: int | None = None) -> tuple[Dataset, list[tuple[int, str]]]:
+def validate(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,
+             num_proc: int | None = None) -> tuple[Dataset, list[tuple[int, str]]]:
     """Drop the rows `find_bad_rows` reports and repair the kept images to bounded RGB (an Image column); return the
-    clean data set, ready for its formatter, and the report."""
-    bad, repaired = scan(dataset, kind, processor, max_tokens)
+    clean data set, ready for its formatter, and the report. `num_proc`: processes for the checks and the repair."""
+    bad, repaired = scan(dataset, kind, processor, max_tokens, num_proc)
     drop = {i for i, _ in bad}
     kept = [i for i in range(len(dataset)) if i not in drop]
     clean = dataset.select(kept)
@@ -165,7 +188,7 @@ def validate(dataset: Dataset, kind: str, processor: Any = None,
         try:
             clean = clean.cast_column("image", ImageFeature(decode=False)).map(
                 lambda row, i: {"image": _png(prepare_image(decode_image(row["image"]))) if i in fix else row["image"]},
-                with_indices=True)
+                with_indices=True, num_proc=num_proc if num_proc is not None and num_proc > 1 else None)
         finally:
             if shown:
                 enable_progress_bars()
@@ -175,14 +198,23 @@ def validate(dataset: Dataset, kind: str, processor: Any = None,
     return clean, bad
 
 
+def format_validated(clean: Dataset, kind: str, keep: tuple[str, ...] = (), **map_kwargs: Any) -> Dataset:
+    """Map `validate`'s clean rows to TRL's format, keeping the source columns in `keep`. The formatter moves each
+    image's stored bytes into `images` as they are: nothing is decoded, and nothing re-encoded (a plain `map` over
+    decoded images saves every image again: PNG charts cost an encode each, JPEG photos lose quality)."""
+    drop = [c for c in clean.column_names if c not in keep]
+    stored = clean.cast_column("image", ImageFeature(decode=False)) if len(clean) else clean
+    formatted = stored.map(FORMATTERS[kind], remove_columns=drop, **map_kwargs)
+    return formatted.cast_column("images", List(ImageFeature())) if len(clean) else formatted
+
+
 def format_dataset(dataset: Dataset, kind: str, processor: Any = None, max_tokens: int | None = None,
                    keep: tuple[str, ...] = (), **map_kwargs: Any) -> tuple[Dataset, list[tuple[int, str]]]:
     """Validate (with `processor`: tokens, images, lengths too), map to TRL's format, keeping the source columns in
-    `keep` (GRPO's rewards read ChartQA's gold `label`); return (formatted, bad rows)."""
-    clean, bad = validate(dataset, kind, processor, max_tokens)
-    drop = [c for c in clean.column_names if c not in keep]
-    formatted = clean.map(FORMATTERS[kind], remove_columns=drop, **map_kwargs)
-    return formatted, bad
+    `keep` (GRPO's rewards read ChartQA's gold `label`); return (formatted, bad rows). `num_proc` among `map_kwargs`
+    spreads the validation and the map over that many processes."""
+    clean, bad = validate(dataset, kind, processor, max_tokens, num_proc=map_kwargs.get("num_proc"))
+    return format_validated(clean, kind, keep, **map_kwargs), bad
 
 
 def describe_bad_rows(bad: list[tuple[int, str]], total: int, first: int = 5) -> str:

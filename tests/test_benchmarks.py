@@ -1,4 +1,4 @@
-"""The GPU benchmarks run end to end at tiny size on CPU (--tiny) and write the results files the README reads."""
+"""The benchmarks run end to end at tiny size on CPU (--tiny) and write the results files the README and notebooks read."""
 
 from __future__ import annotations
 
@@ -44,3 +44,17 @@ def test_eval_throughput_tiny(tmp_path):
     assert report["speedup_vs_one_by_one"]["1"] == 1.0
     for r in report["results"]:
         assert 4 <= r["new_tokens"] <= 16 and r["prompts_per_s"] * r["seconds"] == pytest.approx(4)
+
+
+def test_data_prep_tiny(tmp_path):
+    """Notebook 01's measurement, on 8 rows a set: every step timed for 1 and 2 processes, the same rows either way
+    (the script asserts it), the formatter keeping the stored image bytes and a plain map rewriting them."""
+    out = bench("data_prep", "--rows", "8", "--procs", "2", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "data-prep-cpu-tiny.json").read_text())
+    assert report["tiny"] and report["procs"] == [1, 2] and report["versions"]["datasets"]
+    for kind in ("chartqa", "rlaif_v"):
+        r = report["seconds_per_1000_rows"][kind]
+        assert r["rows"] == 8 and r["bad_rows"] == 0 and r["plain_map_rewrites"] == 8
+        assert all(r[step][p] > 0 for step in ("validate", "format", "plain_map") for p in ("1", "2"))
+        assert 0 < r["sizes_header"] and 0 < r["sizes_decode"]
+        assert f"{kind} (8 rows" in out

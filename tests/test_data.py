@@ -171,3 +171,43 @@ def test_a_label_that_is_not_a_list_of_answers_is_reported():
         prepare_row("chartqa", {"image": PILImage.new("RGB", (20, 20)), "query": "Q?", "label": "42"})
     with pytest.raises(ValueError, match="empty label"):  # a null list, as arrow gives it
         prepare_row("chartqa", {"image": PILImage.new("RGB", (20, 20)), "query": "Q?", "label": None})
+
+
+def _jpeg(seed: int) -> bytes:
+    buf = io.BytesIO()
+    PILImage.effect_noise((64, 48), 40 + seed).convert("RGB").save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_validation_and_formatting_in_several_processes_give_the_same_rows_and_report():
+    """`num_proc` changes where the rows are checked, not the verdicts, the repairs or the formatted rows."""
+    rows = _chartqa_rows()
+    rows = Dataset.from_dict({k: list(rows[k]) * 3 for k in ("query", "label")} |
+                             {"image": list(rows.cast_column("image", Image(decode=False))["image"]) * 3},
+                             features=rows.features)
+    assert find_bad_rows(rows, "chartqa", num_proc=2) == find_bad_rows(rows, "chartqa")
+    assert [i for i, _ in find_bad_rows(rows, "chartqa", num_proc=2)] == [i + 8 * k for k in range(3) for i in range(1, 7)]
+    one, bad_one = format_dataset(rows, "chartqa")
+    two, bad_two = format_dataset(rows, "chartqa", num_proc=2)
+    assert bad_one == bad_two and len(one) == len(two) == 6
+    stored = [r.cast_column("images", List(Image(decode=False)))["images"] for r in (one, two)]
+    assert stored[0] == stored[1] and [list(r) for r in (one["prompt"], one["completion"])] == [
+        list(r) for r in (two["prompt"], two["completion"])]
+
+
+def test_formatting_keeps_the_stored_image_bytes_and_a_plain_map_rewrites_them():
+    """format_dataset moves each image's bytes as stored (a JPEG keeps its quality; nothing is decoded or encoded);
+    negative control: a plain map over decoded images saves every JPEG again at Pillow's default quality."""
+    jpegs = [_jpeg(i) for i in range(3)]
+    rows = Dataset.from_dict({"image": [{"bytes": b, "path": None} for b in jpegs], "query": ["Q?"] * 3,
+                              "label": [["1"]] * 3},
+                             features=Features({"image": Image(), "query": Value("string"),
+                                                "label": List(Value("string"))}))
+    formatted, bad = format_dataset(rows, "chartqa")
+    assert bad == [] and formatted.features["images"] == List(Image())
+    assert [r[0]["bytes"] for r in formatted.cast_column("images", List(Image(decode=False)))["images"]] == jpegs
+    assert formatted[0]["images"][0].format == "JPEG" and formatted[0]["images"][0].size == (64, 48)
+    clean, _ = validate(rows, "chartqa")
+    plain = clean.map(format_chartqa, remove_columns=clean.column_names)
+    rewritten = [r[0]["bytes"] for r in plain.cast_column("images", List(Image(decode=False)))["images"]]
+    assert all(a != b for a, b in zip(rewritten, jpegs))

@@ -7,12 +7,16 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import clean_notebooks  # noqa: E402
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CHECK = "nbval-check-output"
 TAGS = ("parameters", "recipe", CHECK, "nbval-ignore-output", "nbval-skip")  # tools/clean_notebooks.py's order
@@ -25,11 +29,15 @@ def test_there_are_numbered_notebooks():
     assert NOTEBOOKS and all(re.fullmatch(r"\d\d[a-z]?_[a-z0-9_]+\.ipynb", p.name) for p in NOTEBOOKS)
 
 
+# A plot committed for the reader: nbval (without --nbdime) skips image/png, so only its text/plain line is checked.
+PLOT = {"image/png", "text/plain"}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_committed_clean(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    assert set(nb.metadata) <= {"kernelspec", "language_info", "accelerator", "colab"}, "metadata noise"
+    assert metadata_problems(nb, path) == []
     for i, cell in enumerate(nb.cells):
         tags = cell.metadata.get("tags", [])
         assert set(cell.metadata) <= {"tags"} and tags == [t for t in TAGS if t in tags], f"cell {i}: {cell.metadata}"
@@ -40,10 +48,33 @@ def test_notebook_is_committed_clean(path):
         checked = CHECK in tags
         assert bool(cell.outputs) == checked, f"cell {i}: outputs only, and always, on {CHECK} cells"
         for out in cell.outputs:
-            assert out.output_type in ("stream", "execute_result"), f"cell {i}: {out.output_type} output"
+            assert out.output_type in ("stream", "execute_result", "display_data"), f"cell {i}: {out.output_type}"
+            if out.output_type == "display_data":
+                assert set(out.data) == PLOT, f"cell {i}: a display is a plot (PNG + its text line): {set(out.data)}"
             assert out.get("execution_count") is None
-            text = out.get("text", "") + str(out.get("data", {}))
+            text = out.get("text", "") + str({k: v for k, v in out.get("data", {}).items() if "image/" not in k})
             assert not re.search(r"0x[0-9a-fA-F]{6,}", text), f"cell {i}: a memory address is not reproducible"
+
+
+def metadata_problems(nb: nbformat.NotebookNode, path: Path) -> list[str]:
+    """How `nb`'s metadata differs from what tools/clean_notebooks.py writes for `path` (an A100 runtime for the
+    notebooks that train or generate, none for those that run on any runtime), and a notebook whose recipe cells
+    train without asking for a GPU."""
+    problems = [] if nb.metadata == clean_notebooks.notebook_metadata(path) else [f"metadata {dict(nb.metadata)}"]
+    if any("recipe" in c.metadata.get("tags", []) for c in nb.cells) and nb.metadata.get("accelerator") != "GPU":
+        problems.append("recipe cells on a runtime without a GPU")
+    return problems
+
+
+def test_the_metadata_check_sees_a_gpu_asked_for_or_missing():
+    """Negative control: notebook 01 (data formatting) asking for an A100, or notebook 03 (training) not, is caught."""
+    formatting = nbformat.read(ROOT / "notebooks" / "01_dataset_formatting.ipynb", as_version=4)
+    assert metadata_problems(formatting, ROOT / "notebooks" / "01_dataset_formatting.ipynb") == []
+    formatting.metadata |= clean_notebooks.GPU_METADATA
+    assert metadata_problems(formatting, ROOT / "notebooks" / "01_dataset_formatting.ipynb") != []
+    training = nbformat.read(ROOT / "notebooks" / "03_sft_qwen2vl_chartqa.ipynb", as_version=4)
+    training.metadata = nbformat.from_dict(clean_notebooks.NOTEBOOK_METADATA)
+    assert len(metadata_problems(training, ROOT / "notebooks" / "03_sft_qwen2vl_chartqa.ipynb")) == 2
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -70,3 +70,28 @@ def test_a_skipped_test_earns_no_mark(tmp_path):
                                         "def test_runs(m):\n    pass\n\n@pytest.mark.skip\ndef test_skipped():\n"
                                         "    pass\n")
     assert fill_tables.collect(["test_x.py"], cwd=tmp_path) == ("test_x.py::test_runs[a/b]", "test_x.py::test_runs[c]")
+
+
+def test_notebook_01_shows_the_measured_data_prep_table():
+    """Notebook 01's data-preparation table is benchmarks/results/data-prep-<device>.json, as `make tables` writes it."""
+    import nbformat
+
+    report = fill_tables.data_prep_report()
+    assert {"device", "cpu", "cores", "date", "versions", "command", "procs", "load_average"} <= set(report)
+    assert not report["tiny"] and len(report["procs"]) > 1
+    cells = nbformat.read(fill_tables.DATA_PREP_NOTEBOOK, as_version=4).cells
+    text = cells[fill_tables.data_prep_cell(cells)].source
+    assert fill_tables.fill_data_prep(text, fill_tables.data_prep_table(report)) == text
+
+
+def test_a_typed_data_prep_number_is_caught():
+    """Negative control: one time edited by hand (or a stale table after a new measurement) no longer matches."""
+    import copy
+
+    import nbformat
+
+    report = copy.deepcopy(fill_tables.data_prep_report())
+    report["seconds_per_1000_rows"]["chartqa"]["validate"]["1"] += 0.1
+    cells = nbformat.read(fill_tables.DATA_PREP_NOTEBOOK, as_version=4).cells
+    text = cells[fill_tables.data_prep_cell(cells)].source
+    assert fill_tables.fill_data_prep(text, fill_tables.data_prep_table(report)) != text

@@ -2,6 +2,9 @@
 A cell keeps only its tags: `parameters` (the settings a reader changes), `recipe` (the cells a reader copies, run on
 their own by tests/test_copy.py) and nbval's `nbval-check-output`, `nbval-ignore-output`, `nbval-skip`.
 
+The notebook metadata asks Colab for an A100 only where the notebook needs a GPU (GPU_NOTEBOOKS: training and
+generation with 7-8 B models); 01, 02 and 07 run on any runtime, so they ask for none.
+
 Usage: python tools/clean_notebooks.py [--execute] notebooks/*.ipynb
 --execute first runs the notebook (inside tools/tiny-env: offline, on the tiny stand-ins) so the checked cells carry
 fresh outputs.
@@ -20,9 +23,14 @@ TAGS = ("parameters", "recipe", CHECK, "nbval-ignore-output", "nbval-skip")  # t
 NOTEBOOK_METADATA = {
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
-    "accelerator": "GPU",
-    "colab": {"gpuType": "A100", "provenance": []},
 }
+GPU_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "A100", "provenance": []}}  # Colab opens it on an A100
+GPU_NOTEBOOKS = ("03", "04", "05", "06")  # the numbers of the notebooks that train or generate with a 7-8 B model
+
+
+def notebook_metadata(path: str | Path) -> dict:
+    """The metadata a clean notebook carries: the kernel, and the A100 runtime only for the GPU_NOTEBOOKS."""
+    return NOTEBOOK_METADATA | (GPU_METADATA if Path(path).name[:2] in GPU_NOTEBOOKS else {})
 
 
 def merge_streams(outputs: list) -> list:
@@ -37,9 +45,9 @@ def merge_streams(outputs: list) -> list:
     return merged
 
 
-def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Return `nb` with canonical metadata, stable cell ids and only checked outputs."""
-    nb.metadata = nbformat.from_dict(NOTEBOOK_METADATA)
+def clean(nb: nbformat.NotebookNode, path: str | Path) -> nbformat.NotebookNode:
+    """Return `nb` (the notebook at `path`) with canonical metadata, stable cell ids and only checked outputs."""
+    nb.metadata = nbformat.from_dict(notebook_metadata(path))
     nb.nbformat, nb.nbformat_minor = 4, 5
     for i, cell in enumerate(nb.cells):
         tags = [tag for tag in TAGS if tag in cell.metadata.get("tags", [])]
@@ -65,7 +73,7 @@ def main(argv: list[str]) -> None:
         nb = nbformat.read(path, as_version=4)
         if run:
             execute(nb, path)
-        nbformat.validate(clean(nb))
+        nbformat.validate(clean(nb, path))
         nbformat.write(nb, path)
         print(f"cleaned {path}{' (executed)' if run else ''}")
 

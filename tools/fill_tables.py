@@ -1,6 +1,7 @@
 """Copy the times of benchmarks/results/cookbook-tiny.json (each notebook in the tiny environment) into README.md's
 table, and write README.md's model-swap matrix table (budget rows of `helpers.matrix_budget`, a ✓ per test CI collects for
-each model) between its markers.
+each model) between its markers; write notebook 01's data-preparation table from benchmarks/results/data-prep-*.json
+(`benchmarks/data_prep.py`) between its markers.
 
 Usage: python tools/fill_tables.py   (`make tables`; `make cookbook` writes the results file)
 """
@@ -95,12 +96,78 @@ def fill_matrix(text: str, table: str) -> str:
     return f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
 
 
+# Notebook 01's data-preparation table: the CPU measurement of benchmarks/data_prep.py (not its --tiny run).
+DATA_PREP_NOTEBOOK = ROOT / "notebooks" / "01_dataset_formatting.ipynb"
+DATA_PREP_MARKERS = ("<!-- data-prep-table:start (tools/fill_tables.py writes it from benchmarks/results/data-prep-*.json) -->",
+                     "<!-- data-prep-table:end -->")
+DATA_PREP_SETS = {"chartqa": ("ChartQA", "PNG charts, ~800×600", 28_300),  # hub rows: train split / all files
+                  "rlaif_v": ("RLAIF-V", "JPEG photos, 640×480", 83_100)}
+DATA_PREP_STEPS = {"validate": "validate", "format": "format", "plain_map": "plain `map`"}
+
+
+def data_prep_report() -> dict:
+    """The data-preparation measurement: benchmarks/results/data-prep-<device>.json (the --tiny run's file aside)."""
+    paths = [p for p in sorted((ROOT / "benchmarks" / "results").glob("data-prep-*.json")) if "tiny" not in p.name]
+    return json.loads(paths[0].read_text())
+
+
+def data_prep_table(report: dict) -> str:
+    """Notebook 01's table: seconds per 1,000 rows of each step and process count, and what the file says about the
+    machine, the rows and the extrapolation to the full data sets (one core's CPU time)."""
+    procs, results = report["procs"], report["seconds_per_1000_rows"]
+    plural = {p: f"{p} process{'es' if p > 1 else ''}" for p in procs}
+    head = [f"{DATA_PREP_STEPS[step]}, {plural[p]}" for step in DATA_PREP_STEPS for p in procs]
+    lines = ["| synthetic rows | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for kind, (name, images, _) in DATA_PREP_SETS.items():
+        r = results[kind]
+        lines.append(f"| {name}: {images} | " + " | ".join(f"{r[step][str(p)]:.1f} s" for step in DATA_PREP_STEPS
+                                                             for p in procs) + " |")
+    load, cores = report["load_average"]["before"][0], report["cores"]
+    busy = load >= cores  # no core free for a second process
+    rows = {results[kind]["rows"] for kind in DATA_PREP_SETS}
+    lines += ["", f"{report['cpu']}, {cores} cores{', shared with other jobs' if busy else ''} (load average "
+              f"{load:.1f} at the start), {report['date']}; datasets {report['versions']['datasets']}, Pillow "
+              f"{report['versions']['pillow']}; {'/'.join(f'{n:,}' for n in sorted(rows))} synthetic rows per set, the "
+              f"fastest of {report['repeats']} runs."]
+    if busy:
+        chart = results["chartqa"]["validate_cpu"]
+        lines.append("No core was free for a second process, so it could not cut the wall time; the CPU time of the "
+                     "work stayed about the same (validating 1,000 ChartQA rows: "
+                     + ", ".join(f"{chart[str(p)]:.1f} s with {plural[p]}" for p in procs) + ").")
+    cpu = {kind: (results[kind]["validate_cpu"]["1"] + results[kind]["format_cpu"]["1"],
+                  results[kind]["validate_cpu"]["1"] + results[kind]["plain_map_cpu"]["1"]) for kind in DATA_PREP_SETS}
+    lines.append("One core's CPU time for the full data sets, validation + format (validation + plain `map`): " + "; ".join(
+        f"{name}'s {rows / 1000:.1f}k rows {cpu[kind][0] * rows / 60_000:.0f} min ({cpu[kind][1] * rows / 60_000:.0f} min)"
+        for kind, (name, _, rows) in DATA_PREP_SETS.items()) + ". Reading 1,000 chart sizes from the file headers: "
+        f"{results['chartqa']['sizes_header']:.2f} s; decoding the charts: {results['chartqa']['sizes_decode']:.1f} s.")
+    return "\n".join(lines)
+
+
+def fill_data_prep(text: str, table: str) -> str:
+    """`text` (notebook 01's markdown cell) with the text between the data-preparation markers replaced by `table`."""
+    start, end = DATA_PREP_MARKERS
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
+
+
+def data_prep_cell(cells: list) -> int:
+    """The index of notebook 01's cell holding the data-preparation markers."""
+    return next(i for i, c in enumerate(cells) if DATA_PREP_MARKERS[0] in c.source)
+
+
 def main() -> None:
-    """Rewrite README.md's tables in place."""
+    """Rewrite README.md's tables and notebook 01's data-preparation table in place."""
     times = json.loads(RESULTS.read_text())["notebooks"]
     readme = ROOT / "README.md"
     readme.write_text(fill_matrix(fill_readme(readme.read_text(), times), matrix_table()))
     print(f"times of {len(times)} notebooks from {RESULTS.relative_to(ROOT)} and the matrix written to README.md")
+    import nbformat
+
+    nb = nbformat.read(DATA_PREP_NOTEBOOK, as_version=4)
+    cell = nb.cells[data_prep_cell(nb.cells)]
+    cell.source = fill_data_prep(cell.source, data_prep_table(data_prep_report()))
+    nbformat.write(nb, DATA_PREP_NOTEBOOK)
+    print(f"data-preparation table written to {DATA_PREP_NOTEBOOK.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

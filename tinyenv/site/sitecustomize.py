@@ -27,7 +27,7 @@ for listing in NUMBERS.values():
     for dataset, splits in listing.get("splits", {}).items():
         SPLITS.setdefault(dataset, {}).update(splits)
     TRAIN.update(listing.get("train", {}))
-SAMPLES = {  # the shipped samples, laid out as the hub's data set repositories (README configs + data/*.parquet)
+SAMPLES = {  # the shipped samples, laid out as the hub's data set repositories (README configs + the parquet files)
     "HuggingFaceM4/ChartQA": "chartqa",
     "openbmb/RLAIF-V-Dataset": "rlaif_v",
     "philschmid/amazon-product-descriptions-vlm": "amazon_products",
