@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from peft import PeftModel
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, get_peft_config
 
-from helpers.rewards import correctness_reward, format_reward
+from rewards import correctness_reward, format_reward
 from helpers.vision import CHARTQA_MAX_PIXELS
 
 from recipes import (check_arguments, format_splits, keep_token_off_disk, load_model, load_processor, load_splits,

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from helpers.rewards import (completion_text, correctness_reward, final_answer, format_reward,
+from rewards import (completion_text, correctness_reward, final_answer, format_reward,
                              is_short_answer)
 
 

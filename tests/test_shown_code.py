@@ -1,6 +1,6 @@
 """Notebooks 05 and 06 show in their recipe cells code that the scripts and the other notebooks import from helpers:
 ChartQA's relaxed accuracy (helpers/metrics.py), the ChartQA formatter (helpers/data.py), the template's end-of-turn
-token (helpers/processors.py) and the two GRPO rewards (helpers/rewards.py, which scripts/grpo.py imports). Each shown
+token (helpers/processors.py) and the two GRPO rewards (scripts/rewards.py, which scripts/grpo.py imports). Each shown
 definition is the module's, compared as syntax trees (comments and blank lines aside), so a copy cannot drift; and the
 recipe cells import none of it (a reader's copy runs without helpers). tests/test_generation.py does the same for the
 generation loop of notebook 05."""
@@ -16,6 +16,12 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = ROOT / "helpers"
+
+
+def module_file(module: str) -> Path:
+    """helpers/`module`.py, or scripts/`module`.py for what only the scripts import (the GRPO rewards)."""
+    path = HELPERS / f"{module}.py"
+    return path if path.exists() else ROOT / "scripts" / f"{module}.py"
 
 
 def recipe_cells(name: str) -> list[str]:
@@ -38,7 +44,7 @@ def definitions(source: str) -> dict[str, str]:
 
 def module_names(module: str) -> list[str]:
     """Every top-level function and assignment of helpers/`module`.py, in order."""
-    return list(definitions((HELPERS / f"{module}.py").read_text()))
+    return list(definitions(module_file(module).read_text()))
 
 
 # (notebook, helpers module, the names its recipe cells show)
@@ -54,7 +60,7 @@ SHOWN = [
 
 def shown_differences(cells: list[str], module: str, names: list[str]) -> list[str]:
     """The names the cells do not define, or define otherwise than helpers/`module`.py does."""
-    theirs = definitions((HELPERS / f"{module}.py").read_text())
+    theirs = definitions(module_file(module).read_text())
     ours = {k: v for cell in cells for k, v in definitions(cell).items()}
     return [n for n in names if ours.get(n) != theirs[n]]
 
