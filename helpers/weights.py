@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, PretrainedConfig
 
-
 GIB = 2**30
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "data_samples" / "configs"  # hub files shipped with the cookbook
 # The real hub configs ship in data_samples/configs, so budgets are the same offline and on Colab.
 SHIPPED_CONFIGS = {
     "Qwen/Qwen2-VL-7B-Instruct": "qwen2-vl-7b-instruct.config.json",
