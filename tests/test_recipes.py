@@ -1,15 +1,13 @@
-"""The recipes a reader copies out of notebooks 03 and 04 (the code cells tagged `recipe`) stand on their own: they run
-in a fresh interpreter in tiny mode after the mode cell, with nothing from `helpers` but `resolve` (and the resume
-call `train_resumable`); the formatters they define are `helpers.data`'s, character for character in the syntax tree;
-and the scripts' defaults are their literal values (notebook 06's too, for scripts/grpo.py)."""
+"""The recipes a reader copies out of notebooks 03 and 04 (the `parameters` cell and the code cells tagged `recipe`;
+tests/test_copy.py runs the copies): the formatters they define are `helpers.data`'s, character for character in the
+syntax tree; the second run each derives with `dataclasses.replace` is the literal config with another folder; and the
+scripts' defaults are their literal values (notebook 06's too, for scripts/grpo.py)."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import os
-import subprocess
-import sys
+import re
 import warnings
 from pathlib import Path
 
@@ -21,28 +19,6 @@ from test_scripts import load_script  # scripts/<name>.py as a module
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: next((ROOT / "notebooks").glob(f"{name}_*.ipynb")) for name in ("03", "04")}
 RECIPE = "recipe"
-# What a recipe cell may take from helpers: the tiny switch's hub-id mapping, and resuming (helpers, per issue 18)
-RECIPE_IMPORTS = {"helpers.tiny": {"resolve"}, "helpers.training": {"train_resumable"}}
-# Run in the fresh interpreter before the cells: the notebook kernels' start-up (no network, bitsandbytes' CPU fix) and
-# an import guard for the cells' own imports (`__name__` tells a recipe cell from the mode cell and from library code).
-PRELUDE = f"""
-import builtins, sys
-sys.path.insert(0, {str(ROOT / "tests")!r})
-import bnb_cpu, netguard
-netguard.install()
-bnb_cpu.install()
-ALLOWED = {RECIPE_IMPORTS!r}
-_import = builtins.__import__
-
-def guarded(name, globals=None, locals=None, fromlist=(), level=0):
-    if (globals or {{}}).get("__name__") == "__recipe__" and name.split(".")[0] == "helpers":
-        if not fromlist or not set(fromlist) <= ALLOWED.get(name, set()):
-            raise ImportError(f"a recipe cell imports {{list(fromlist or [])}} from {{name}}: it may import only "
-                              f"{{ALLOWED}}")
-    return _import(name, globals, locals, fromlist, level)
-
-builtins.__import__ = guarded
-"""
 
 
 def notebook(name: str) -> nbformat.NotebookNode:
@@ -56,63 +32,10 @@ def recipe_cells(nb: nbformat.NotebookNode) -> list[str]:
             if c.cell_type == "code" and RECIPE in c.metadata.get("tags", [])]
 
 
-def mode_cell(nb: nbformat.NotebookNode) -> str:
-    """The mode line's cell (cell 3): the switch, the data settings and tiny mode's overrides."""
-    return nb.cells[3].source
-
-
-def script(mode: str, cells: list[str]) -> str:
-    """A program that runs the mode cell, then each recipe cell in one namespace, as a fresh kernel would."""
-    body = [PRELUDE, "import time", "ns = {'__name__': '__mode__'}",
-            f"exec(compile({mode!r}, '<mode cell>', 'exec'), ns)", "ns['__name__'] = '__recipe__'"]
-    for i, cell in enumerate(cells):
-        body += ["start = time.perf_counter()", f"exec(compile({cell!r}, '<recipe cell {i}>', 'exec'), ns)",
-                 f"print('--- recipe cell {i}: %.1f s' % (time.perf_counter() - start), flush=True)"]
-    return "\n".join(body)
-
-
-def shared_cache(tmp_path: Path) -> Path:
-    """A cache with its own run folders and the tiny checkpoints of this session's cache (built once, linked)."""
-    from tinyenv import hub as tiny
-
-    for hub_id in ("Qwen/Qwen2-VL-7B-Instruct", "HuggingFaceM4/idefics2-8b"):
-        tiny.snapshot(hub_id)  # builds it if needed
-    cache = tmp_path / "cache"
-    cache.mkdir(parents=True)
-    for built in tiny.cache_dir().glob("tiny-*"):
-        (cache / built.name).symlink_to(built)
-    return cache
-
-
-def run(source: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run `source` in a fresh interpreter in tiny mode, offline, with this repository's helpers."""
-    env = os.environ | {"COOKBOOK_TINY": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg",
-                        "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT),
-                        "COOKBOOK_CACHE": str(shared_cache(tmp_path)), "TRACKIO_DIR": str(tmp_path / "trackio")}
-    return subprocess.run([sys.executable, "-c", source], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
-
-
-@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_recipe_cells_run_on_their_own(name, tmp_path):
-    nb = notebook(name)
-    cells = recipe_cells(nb)
-    assert len(cells) >= 6, "formatter, processor and data, model, LoRA, config and trainer, train"
-    done = run(script(mode_cell(nb), cells), tmp_path)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert f"--- recipe cell {len(cells) - 1}:" in done.stdout
-
-
-def test_negative_control_a_recipe_cell_using_helpers_or_a_non_recipe_global_fails(tmp_path):
-    """Each fault goes into notebook 03's first recipe cell (the formatter), which runs alone after the mode cell (as
-    it does unchanged in test_recipe_cells_run_on_their_own)."""
-    mode, (first, *_) = mode_cell(notebook("03")), recipe_cells(notebook("03"))
-    done = run(script(mode, ["from helpers.data import format_chartqa\n" + first]), tmp_path / "helpers")
-    assert done.returncode and "ImportError: a recipe cell imports ['format_chartqa'] from helpers.data" in done.stderr
-    done = run(script(mode, ["from helpers.tiny import tiny_run_dir\n" + first]), tmp_path / "tiny")  # the mode cell's
-    assert done.returncode and "ImportError: a recipe cell imports ['tiny_run_dir']" in done.stderr
-    done = run(script(mode, [first + "\nprint(MAX_TOKENS)"]), tmp_path / "global")  # set by the validation cell
-    assert done.returncode and "NameError: name 'MAX_TOKENS' is not defined" in done.stderr
+def parameters_cell(nb: nbformat.NotebookNode) -> str:
+    """The cell tagged `parameters` (cell 3): the settings a reader changes, with their Colab values."""
+    (source,) = [c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    return source
 
 
 # The formatters: the notebooks define them, helpers.data holds them, and the two are the same code -----------------
@@ -156,32 +79,32 @@ def test_negative_control_a_drifted_formatter_is_found():
     assert formatter_differences(reworded) == ["CHARTQA_SYSTEM"]
 
 
-# Tiny mode's overrides: dataclasses.replace builds the config again, exactly as the literal call with the new values --
+# The second run of each notebook (03 section 9, 04 section 8) is `dataclasses.replace(args, output_dir=...)`: it builds
+# the config again, exactly as the literal call with the other folder -----------------------------------------------
 
-def test_replace_builds_the_config_the_literal_call_with_the_overrides_builds(tmp_path):
+def replace_calls(cells: list[str]) -> list[ast.Call]:
+    """Every call of the bare name `replace` (dataclasses.replace) in `cells`."""
+    return [c for c in calls(cells, "replace") if isinstance(c.func, ast.Name)]
+
+
+def test_replace_builds_the_config_the_literal_call_with_the_other_folder_builds(tmp_path):
     from trl import DPOConfig, SFTConfig
 
     for name, config in (("03", SFTConfig), ("04", DPOConfig)):
-        nb = notebook(name)
-        kwargs = config_literals(recipe_cells(nb), config.__name__) | {"output_dir": str(tmp_path), "use_cpu": True}
-        overrides = tiny_overrides(mode_cell(nb)) | {"output_dir": str(tmp_path / "tiny")}
-        assert {"learning_rate", "max_steps"} <= set(overrides)
+        cells = recipe_cells(notebook(name))
+        (call,) = replace_calls(cells)
+        assert [k.arg for k in call.keywords] == ["output_dir"], ast.unparse(call)
+        kwargs = config_literals(cells, config.__name__) | {"output_dir": str(tmp_path), "use_cpu": True}
+        assert {"learning_rate", "num_train_epochs"} <= set(kwargs)
+        other = {"output_dir": str(tmp_path / "other")}
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            replaced = dataclasses.replace(config(**kwargs), **overrides)
-        assert replaced.to_dict() == config(**kwargs | overrides).to_dict()
+            replaced = dataclasses.replace(config(**kwargs), **other)
+        assert replaced.to_dict() == config(**kwargs | other).to_dict()
     # negative control: assigning a field skips __post_init__ (which makes "none" an empty list), and the test sees it
     patched = config(**kwargs)
     patched.report_to = "none"
     assert patched.to_dict() != config(**kwargs | {"report_to": "none"}).to_dict()
-
-
-def tiny_overrides(mode: str) -> dict:
-    """The `TINY_ARGS = dict(...)` of the mode cell's `if TINY:` block, literal values only."""
-    block = next(n for n in ast.parse(mode).body if isinstance(n, ast.If))
-    call = next(n.value for n in block.body if isinstance(n, ast.Assign)
-                and getattr(n.targets[0], "id", None) == "TINY_ARGS")
-    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if literal(k.value)}
 
 
 # The scripts' defaults are the notebooks' recipe values -------------------------------------------------------------
@@ -207,25 +130,32 @@ def config_literals(cells: list[str], func: str) -> dict:
     return {k.arg: ast.literal_eval(k.value) for k in call.keywords if literal(k.value)}
 
 
-def settings(mode: str, names: dict | None = None) -> dict:
-    """The upper-case settings the mode cell assigns before its `if TINY:` block: the Colab recipe's values (`names`:
-    what their expressions may read)."""
+def settings(source: str, names: dict | None = None) -> dict:
+    """The upper-case settings a parameters cell assigns (before any `if` block): the Colab recipe's values (`names`:
+    what their expressions may read; a setting that reads anything else is left out)."""
     values = {}
-    for node in ast.parse(mode).body:
+    for node in ast.parse(source).body:
         if isinstance(node, ast.If):
             break
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper():
             try:
-                expression = compile(ast.Expression(node.value), "<mode>", "eval")
+                expression = compile(ast.Expression(node.value), "<parameters>", "eval")
                 values[node.targets[0].id] = eval(expression, dict(names or {}))  # noqa: S307
-            except NameError:  # TINY = is_tiny(): not a setting
+            except NameError:  # RUNS reads sys.modules: a place, not a recipe value
                 pass
     return values
 
 
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # owner/name
+
+
 def hub_ids(cells: list[str]) -> list[str]:
-    """The hub ids the cells pass to `resolve`, in order."""
-    return [ast.literal_eval(c.args[0]) for c in calls(cells, "resolve")]
+    """The hub ids the cells name (string literals shaped `owner/name`), in the order they appear."""
+    found = []
+    for cell in cells:
+        strings = [n for n in ast.walk(ast.parse(cell)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        found += [n.value for n in sorted(strings, key=lambda n: (n.lineno, n.col_offset)) if HUB_ID.fullmatch(n.value)]
+    return found
 
 
 def script_defaults(name: str, tmp_path: Path) -> tuple:
@@ -248,12 +178,12 @@ def targets(value) -> set:
 
 
 def script_mismatches(name: str, script: str, tmp_path: Path, cells: list[str] | None = None,
-                      mode: str | None = None) -> list[str]:
+                      parameters: str | None = None) -> list[str]:
     """Each recipe value of notebook `name` that scripts/`script`.py's defaults disagree with, as 'what: ours vs its'."""
     from trl import DPOConfig, SFTConfig
 
     nb = notebook(name)
-    cells, mode = cells or recipe_cells(nb), mode or mode_cell(nb)
+    cells, parameters = cells or recipe_cells(nb), parameters or parameters_cell(nb)
     recipe, args, model_args, lora = script_defaults(script, tmp_path)
     config = {"sft": SFTConfig, "dpo": DPOConfig}[script]
     literals = config_literals(cells, config.__name__)
@@ -276,7 +206,7 @@ def script_mismatches(name: str, script: str, tmp_path: Path, cells: list[str] |
     if quant:
         pairs += [("NF4", quant["bnb_4bit_quant_type"], model_args.bnb_4bit_quant_type),
                   ("double quantisation", quant["bnb_4bit_use_double_quant"], model_args.use_bnb_nested_quant)]
-    values = settings(mode)
+    values = settings(parameters)
     if script == "sft":
         pairs += [("train split", values["SPLITS"][0], recipe.dataset_train_split),
                   ("eval split", values["SPLITS"][1], recipe.dataset_test_split),
@@ -297,50 +227,10 @@ def test_negative_control_a_changed_notebook_value_is_found(tmp_path):
     changed = [c.replace("learning_rate=2e-4", "learning_rate=3e-4").replace("lora_alpha=16", "lora_alpha=32")
                for c in cells]
     assert changed != cells
-    mode = mode_cell(notebook("03")).replace('"train[:10%]"', '"train[:20%]"')
-    found = script_mismatches("03", "sft", tmp_path, changed, mode)
+    parameters = parameters_cell(notebook("03")).replace('"train[:10%]"', '"train[:20%]"')
+    found = script_mismatches("03", "sft", tmp_path, changed, parameters)
     assert found == ["SFTConfig.learning_rate: 0.0003 vs 0.0002", "LoraConfig.lora_alpha: 32 vs 16",
                      "train split: 'train[:20%]' vs 'train[:10%]'"], found
-
-
-# Tiny mode lives in two places: the mode cell's overrides and one labelled check cell -----------------------------
-
-def tiny_mode_problems(nb: nbformat.NotebookNode) -> list[str]:
-    """Code cells after the mode cell that read TINY, except one `if TINY:` check cell under a "## Tiny-mode check"
-    heading and the config cells' `replace(args, **TINY_ARGS)` (notebook 06: `GRPOConfig(**recipe | TINY_ARGS)`)."""
-    problems, checks = [], 0
-    for i, cell in enumerate(nb.cells[4:], start=4):
-        if cell.cell_type != "code":
-            continue
-        names = {n.id for n in ast.walk(ast.parse(TransformerManager().transform_cell(
-            cell.source.replace("replace(args, **TINY_ARGS)", "replace(args)")
-            .replace("**recipe | TINY_ARGS", "**recipe")))) if isinstance(n, ast.Name)}
-        if not names & {"TINY", "TINY_ARGS"}:
-            continue
-        if cell.source.startswith("if TINY:") and nb.cells[i - 1].source.startswith("## Tiny-mode check"):
-            checks += 1
-        else:
-            problems.append(f"cell {i} reads tiny mode: {cell.source.splitlines()[0]}")
-    return problems + ([f"{checks} tiny-mode check cells"] if checks > 1 else [])
-
-
-@pytest.mark.parametrize("name", ["01", "03", "04", "06"])
-def test_tiny_mode_changes_numbers_only_in_the_mode_cell(name):
-    assert tiny_mode_problems(nbformat.read(next((ROOT / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)) == []
-
-
-def test_negative_control_a_tiny_branch_in_a_config_cell_is_found():
-    nb = notebook("03")
-    i = next(i for i, c in enumerate(nb.cells) if "SFTConfig(" in c.source)
-    nb.cells[i].source = nb.cells[i].source.replace("learning_rate=2e-4", "learning_rate=1e-2 if TINY else 2e-4")
-    assert tiny_mode_problems(nb) == [f"cell {i} reads tiny mode: from dataclasses import replace"]
-
-
-def test_negative_control_a_tiny_branch_in_notebook_06_s_config_is_found():
-    nb = nbformat.read(NOTEBOOK_06, as_version=4)
-    i = next(i for i, c in enumerate(nb.cells) if "GRPOConfig(" in c.source)
-    nb.cells[i].source = nb.cells[i].source.replace("learning_rate=1e-5", "learning_rate=2e-2 if TINY else 1e-5")
-    assert tiny_mode_problems(nb) == [f"cell {i} reads tiny mode: from trl import GRPOConfig, GRPOTrainer"]
 
 
 # Notebook 06 and scripts/grpo.py: the same recipe values -----------------------------------------------------------
