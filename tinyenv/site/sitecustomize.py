@@ -23,6 +23,7 @@ ROOT = HERE.parent.parent
 NUMBERS = tomllib.loads(Path(os.environ.get("TINY_ENV_NUMBERS", HERE.parent / "numbers.toml")).read_text())
 SPLITS: dict[str, dict[str, str]] = {}  # data set -> {split the program names: split of the sample}
 TRAIN: dict[str, dict[str, Any]] = {}  # run folder name -> TrainingArguments fields
+LONGEST_SIDE: int | None = NUMBERS.get("images", {}).get("longest_side")  # images of the listed splits
 for listing in NUMBERS.values():
     for dataset, splits in listing.get("splits", {}).items():
         SPLITS.setdefault(dataset, {}).update(splits)
@@ -41,13 +42,36 @@ def tiny_split(dataset: str, split: Any) -> Any:
     return SPLITS.get(dataset, {}).get(split, split) if isinstance(split, str) else split
 
 
+def listed(dataset: str, split: Any) -> bool:
+    """True when every split asked for is one numbers.toml lists for `dataset` (a notebook's own split)."""
+    splits = split if isinstance(split, (list, tuple)) else [split]
+    return all(isinstance(s, str) and s in SPLITS.get(dataset, {}) for s in splits)
+
+
+def shrink_images(data: Any) -> Any:
+    """`data` (a Dataset or a list of them) with each `image` shrunk to fit LONGEST_SIDE, aspect ratio kept."""
+    if isinstance(data, list):
+        return [shrink_images(d) for d in data]
+    if LONGEST_SIDE is None or "image" not in data.column_names:
+        return data
+
+    def shrink(row: dict) -> dict:
+        image = row["image"].copy()
+        image.thumbnail((LONGEST_SIDE, LONGEST_SIDE))
+        return {"image": image}
+
+    return data.map(shrink)
+
+
 def patch_datasets(datasets: Any) -> None:
-    """`load_dataset(hub id, split=...)` loads the shipped sample with the smaller split; anything else as before."""
+    """`load_dataset(hub id, split=...)` loads the shipped sample with the smaller split (its images shrunk when the
+    split is a listed one); anything else as before."""
     original = datasets.load_dataset
 
     def load_dataset(path: str, *args: Any, split: Any = None, **kwargs: Any) -> Any:
         if path in SAMPLES:
-            return original(str(ROOT / "data_samples" / SAMPLES[path]), *args, split=tiny_split(path, split), **kwargs)
+            data = original(str(ROOT / "data_samples" / SAMPLES[path]), *args, split=tiny_split(path, split), **kwargs)
+            return shrink_images(data) if listed(path, split) else data
         return original(path, *args, split=split, **kwargs)
 
     datasets.load_dataset = load_dataset
