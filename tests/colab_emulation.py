@@ -170,7 +170,9 @@ def run_cells(sources: list[str], tmp: Path, drive_template: Path | None = None,
                 break
         probe = textwrap.dedent("""
             import json, sys
-            print("@@" + json.dumps({"helpers": getattr(sys.modules.get("helpers"), "__file__", None),
+            import importlib.util
+            _helpers = importlib.util.find_spec("helpers")  # what a later cell's `from helpers... import` would load
+            print("@@" + json.dumps({"helpers": _helpers.origin if _helpers else None,
                                      "mounted": _colab_drive.mounted, "reads": _drive_reads_before_mount}))
         """)
         state = json.loads(_execute(kc, probe, timeout, capture=True).split("@@", 1)[1])

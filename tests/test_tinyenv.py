@@ -63,6 +63,15 @@ def test_the_smaller_splits_apply_to_the_listed_split_strings_only():
     assert [len(d) for d in load_dataset("HuggingFaceM4/ChartQA", split=["val[:10%]", "test[:6]"])] == [8, 6]
 
 
+def test_the_images_of_listed_splits_only_are_shrunk():
+    """A notebook's split gets small images (fast CPU runs); the sample loaded otherwise keeps the real sizes, which
+    notebook 01 and the image-token tests read (negative control: `train` is not a listed ChartQA split)."""
+    side = tomllib.loads((tiny.REPO_ROOT / "tinyenv" / "numbers.toml").read_text())["images"]["longest_side"]
+    listed = load_dataset("HuggingFaceM4/ChartQA", split="train[:10%]")
+    assert all(max(image.size) <= side for image in listed["image"])
+    assert all(max(image.size) >= 700 for image in load_dataset("HuggingFaceM4/ChartQA", split="train[:16]")["image"])
+
+
 def test_the_smaller_training_numbers_apply_to_the_listed_run_folders_only(tmp_path):
     listed = SFTConfig(output_dir=str(tmp_path / "qwen2vl-7b-chartqa"), learning_rate=2e-4, gradient_accumulation_steps=8)
     assert (listed.learning_rate, listed.max_steps, listed.gradient_accumulation_steps) == (1e-2, 60, 1)

@@ -89,11 +89,16 @@ def matrix_table(rows: tuple[dict, ...] | None = None, ids: tuple[str, ...] | No
     return "\n".join(lines)
 
 
-def fill_matrix(text: str, table: str) -> str:
-    """README.md with the text between the matrix markers replaced by `table`."""
-    start, end = MATRIX_MARKERS
+def between(text: str, markers: tuple[str, str], table: str) -> str:
+    """`text` with what stands between the two `markers` replaced by `table`."""
+    start, end = markers
     head, rest = text.split(start, 1)
     return f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
+
+
+def fill_matrix(text: str, table: str) -> str:
+    """README.md with the text between the matrix markers replaced by `table`."""
+    return between(text, MATRIX_MARKERS, table)
 
 
 # Notebook 01's data-preparation table: the CPU measurement of benchmarks/data_prep.py (not its --tiny run).
@@ -145,9 +150,7 @@ def data_prep_table(report: dict) -> str:
 
 def fill_data_prep(text: str, table: str) -> str:
     """`text` (notebook 01's markdown cell) with the text between the data-preparation markers replaced by `table`."""
-    start, end = DATA_PREP_MARKERS
-    head, rest = text.split(start, 1)
-    return f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
+    return between(text, DATA_PREP_MARKERS, table)
 
 
 def data_prep_cell(cells: list) -> int:
