@@ -58,7 +58,7 @@ def save_times(seconds: dict[str, float]) -> None:
                               "avx512_bf16": "avx512_bf16" in cpu, "notebooks": seconds}
     path = ROOT / "benchmarks" / "results" / "cookbook-tiny.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
-    print("saved", path.relative_to(ROOT), "(make tables copies the times into README.md and the notebooks)")
+    print("saved", path.relative_to(ROOT), "(make tables copies the times into README.md)")
 
 
 if __name__ == "__main__":
