@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
+from copies import tagged  # a notebook's cells with one tag, as Python
 from test_scripts import load_script  # scripts/<name>.py as a module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,8 +29,7 @@ def notebook(name: str) -> nbformat.NotebookNode:
 
 def recipe_cells(nb: nbformat.NotebookNode) -> list[str]:
     """The sources of the cells tagged `recipe`, as Python (IPython syntax transformed)."""
-    return [TransformerManager().transform_cell(c.source) for c in nb.cells
-            if c.cell_type == "code" and RECIPE in c.metadata.get("tags", [])]
+    return tagged(nb, RECIPE)
 
 
 def parameters_cell(nb: nbformat.NotebookNode) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from IPython.core.inputtransformer2 import TransformerManager
+from copies import notebook_path, tagged
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = ROOT / "helpers"
@@ -26,9 +26,7 @@ def module_file(module: str) -> Path:
 
 def recipe_cells(name: str) -> list[str]:
     """The cells of notebook `name` tagged `recipe`, as Python (IPython syntax transformed)."""
-    nb = nbformat.read(next((ROOT / "notebooks").glob(f"{name}_*.ipynb")), as_version=4)
-    return [TransformerManager().transform_cell(c.source) for c in nb.cells
-            if c.cell_type == "code" and "recipe" in c.metadata.get("tags", [])]
+    return tagged(nbformat.read(notebook_path(name), as_version=4), "recipe")
 
 
 def definitions(source: str) -> dict[str, str]:
